@@ -1,0 +1,1 @@
+"""The IMSFR network: one definition shared by training and inference."""

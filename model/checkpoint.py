@@ -1,0 +1,93 @@
+"""Reading network weights: untrusted files, clear errors, stage-0 upgrade.
+
+Accepted inputs: a state dict in the reference format (what IMSFR.state_dict()
+writes), a full training checkpoint of this project or of the reference
+(the weights under 'network'), optionally with DDP's 'module.' prefixes.
+"""
+import os
+
+import torch
+import torch.nn as nn
+
+FIRST_VALUE_CONV = "value_encoder.conv1.weight"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the network; the message says why."""
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """``torch.load`` with ``weights_only=True`` (a checkpoint is untrusted input)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+
+
+def extract_state_dict(obj, source="checkpoint"):
+    """The network weights inside a loaded checkpoint object."""
+    if isinstance(obj, dict) and isinstance(obj.get("network"), dict):
+        obj = obj["network"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source}: does not contain a network state dict")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def upgrade_single_to_multi(state, generator=None):
+    """Stage-0 (single-object) weights to the multi-object network: the value
+    encoder's first conv gets a fifth input channel (other objects' masks),
+    orthogonally initialised as in the reference."""
+    weight = state[FIRST_VALUE_CONV]
+    extra = torch.empty(weight.shape[0], 1, *weight.shape[2:], dtype=weight.dtype)
+    nn.init.orthogonal_(extra, generator=generator)
+    state = dict(state)
+    state[FIRST_VALUE_CONV] = torch.cat([weight, extra], dim=1)
+    return state
+
+
+def _summarise(names, limit=8):
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def load_network_weights(network: nn.Module, source, generator=None):
+    """Load weights from a path or a state dict into ``network`` (strict).
+
+    A single-object checkpoint is upgraded when the network is multi-object.
+    Missing keys, unexpected keys and shape mismatches raise CheckpointError
+    naming them. Returns the list of notes (e.g. the upgrade) for logging.
+    """
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "state dict"
+    obj = read_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
+    state = extract_state_dict(obj, name)
+    expected = network.state_dict()
+    notes = []
+    if FIRST_VALUE_CONV in state and FIRST_VALUE_CONV in expected:
+        have, want = state[FIRST_VALUE_CONV].shape[1], expected[FIRST_VALUE_CONV].shape[1]
+        if have == 4 and want == 5:
+            state = upgrade_single_to_multi(state, generator)
+            notes.append("upgraded single-object value encoder (4 input channels) to multi-object (5)")
+        elif have == 5 and want == 4:
+            raise CheckpointError(f"{name}: multi-object weights cannot be loaded into a single-object network")
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                  for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_summarise(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch (checkpoint vs network): {_summarise(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{name}: does not fit this network; " + "; ".join(problems))
+    network.load_state_dict(state, strict=True)
+    return notes

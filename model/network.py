@@ -1,0 +1,163 @@
+"""IMSFR: the whole network, one definition for training and inference.
+
+Shapes: B batch, K objects, T memory frames, C channels, (h, w) = (H/16, W/16).
+Keys are shared by all objects: (B, 512, T, h, w). Values are per object:
+(B, K, 512, T, h, w). Frames passed to the encoders must have H and W divisible
+by 16 (``util.tensor_util.pad_divide_by`` pads them; ``forward`` pads itself).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.aggregate import soft_aggregate_logits
+from model.backbones import KeyEncoder
+from model.decoder import Decoder
+from model.memory_readout import l2_affinity, read_memory, softmax_affinity
+from model.positional import sinusoidal_encoding
+from model.value_encoder import FrameRelationValueEncoder
+
+KEY_CHANNELS = 512
+VALUE_CHANNELS = 512
+NUM_FREQUENCIES = 6
+
+
+class IMSFR(nn.Module):
+    def __init__(self, single_object=False, pretrained=True, key_backbone="resnet101"):
+        super().__init__()
+        self.single_object = single_object
+        self.key_backbone = key_backbone
+        # Definition order follows the reference, so state_dict() lists keys in its order.
+        self.conv_fusion1v = nn.Conv2d(VALUE_CHANNELS * (1 + 2 * NUM_FREQUENCIES), VALUE_CHANNELS, 1)
+        self.conv_fusion = nn.Conv2d(VALUE_CHANNELS, VALUE_CHANNELS, 1)
+        self.key_encoder = KeyEncoder(key_backbone, pretrained=pretrained)
+        f4_channels, f8_channels, f16_channels = self.key_encoder.channels
+        self.value_encoder = FrameRelationValueEncoder(f16_channels, single_object, pretrained, VALUE_CHANNELS)
+        # The 512-channel projection is both the matching key and the query feature.
+        self.key_comp = nn.Conv2d(f16_channels, KEY_CHANNELS, kernel_size=3, padding=1)
+        self.decoder = Decoder(f8_channels, f4_channels, VALUE_CHANNELS + KEY_CHANNELS)
+        # Gates of the three-readout fusion. Training uses `mask` for the first
+        # object and `mask2` for the second; the reference's evaluation uses
+        # `mask` for every object (see `segment`). `mask2` is never trained in
+        # single-object mode and is frozen there (kept for the checkpoint format).
+        self.mask = nn.Conv2d(3 * VALUE_CHANNELS, VALUE_CHANNELS, kernel_size=3, padding=1)
+        self.mask2 = nn.Conv2d(3 * VALUE_CHANNELS, VALUE_CHANNELS, kernel_size=3, padding=1)
+        self.mask2.requires_grad_(not single_object)
+
+    # BatchNorm statistics stay frozen (eval mode) in training as in the reference.
+    def train(self, mode=True):
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    # ---- encoders -----------------------------------------------------------
+    def encode_key(self, frame):
+        """frame: (B, 3, H, W) -> key (B, 512, h, w) and f16, f8, f4 features."""
+        f16, f8, f4 = self.key_encoder(frame)
+        return self.key_comp(f16), f16, f8, f4
+
+    def encode_value(self, frame, key_f16, masks, next_frame):
+        """Memory values of a frame: the value (read by the long-term and
+        first-frame memories) and the positional-encoded value (read by the
+        previous-frame memory), both (B, K, 512, h, w), from one trunk pass."""
+        value = self.value_encoder(frame, key_f16, masks, next_frame)
+        return value, self.positional_value(value)
+
+    def positional_value(self, value):
+        flat = value.flatten(0, 1)
+        encoded = self.conv_fusion(flat + self.conv_fusion1v(sinusoidal_encoding(flat, NUM_FREQUENCIES)))
+        return encoded.view_as(value)
+
+    # ---- reading and decoding -------------------------------------------------
+    def gated_fusion(self, local, global_, adjacent, gate_conv):
+        """Fuse three readouts (N, 512, h, w) with a learned sigmoid gate."""
+        stacked = torch.cat([local, global_, adjacent], dim=1)
+        stacked = stacked + stacked.mean(dim=(2, 3), keepdim=True)
+        gate = torch.sigmoid(gate_conv(stacked))
+        combined = local + global_ + adjacent
+        return combined * gate + combined
+
+    def segment(self, query_key, f8, f4, memory, top_k=None, selector=None, second_object_gate=False):
+        """Segment a query frame from the three memories.
+
+        memory: dict with 'local_key' (B, 512, T, h, w), 'local_value' (B, K, 512, T, h, w),
+        'global_key'/'global_value' (first frame, T=1) and 'adjacent_key'/'adjacent_value'
+        (previous memory frame, positional value, T=1). ``top_k`` applies to the
+        long-term (local) readout only. ``selector`` (B, K) zeroes absent objects.
+        ``second_object_gate`` uses `mask2` for object 2 (training, as the reference).
+        Returns logits (B, K+1, H, W) of the aggregated distribution and the
+        object probabilities (B, K, H, W).
+        """
+        cache = {}
+
+        def weights(key, k):
+            ident = (id(key), k)
+            if ident not in cache:
+                cache[ident] = softmax_affinity(l2_affinity(key, query_key), k)
+            return cache[ident]
+
+        local = read_memory(weights(memory["local_key"], top_k), memory["local_value"])
+        global_ = read_memory(weights(memory["global_key"], None), memory["global_value"])
+        adjacent = read_memory(weights(memory["adjacent_key"], None), memory["adjacent_value"])
+
+        batch, num_objects = local.shape[:2]
+        fused = []
+        for k in range(num_objects):
+            gate_conv = self.mask2 if (second_object_gate and k == 1) else self.mask
+            fused.append(self.gated_fusion(local[:, k], global_[:, k], adjacent[:, k], gate_conv))
+        fused = torch.stack(fused, dim=1)  # B, K, 512, h, w
+
+        def per_object(x):
+            return x.unsqueeze(1).expand(-1, num_objects, -1, -1, -1).flatten(0, 1)
+
+        decoder_in = torch.cat([fused.flatten(0, 1), per_object(query_key)], dim=1)
+        logits = self.decoder(decoder_in, per_object(f8), per_object(f4))
+        prob = torch.sigmoid(logits.view(batch, num_objects, *logits.shape[-2:]).float())
+        if selector is not None:
+            prob = prob * selector[:, :, None, None]
+        return soft_aggregate_logits(prob), prob
+
+    # ---- training -----------------------------------------------------------
+    def forward(self, frames, first_masks, selector=None):
+        """The 3-frame training pass.
+
+        frames: (B, 3, 3, H, W) normalised; first_masks: (B, K, H, W) ground truth
+        of frame 0 (K = 1 single-object, 2 multi-object); selector: (B, K).
+        Frame 1 is segmented from frame 0; its prediction is encoded and frame 2
+        is segmented from frames 0-1. Returns {'logits': [l1, l2], 'masks': [m1, m2]}
+        with logits (B, K+1, H, W) and masks (B, K, H, W) (aggregated object probabilities).
+        """
+        batch, num_frames = frames.shape[:2]
+        if num_frames != 3:
+            raise ValueError(f"training samples have 3 frames, got {num_frames}")
+        height, width = frames.shape[-2:]
+        pad_h, pad_w = (-height) % 16, (-width) % 16
+        if pad_h or pad_w:  # pad on the bottom/right, crop the outputs back
+            frames = F.pad(frames.flatten(0, 1), (0, pad_w, 0, pad_h)).view(batch, 3, 3, height + pad_h, width + pad_w)
+            first_masks = F.pad(first_masks, (0, pad_w, 0, pad_h))
+
+        key, f16, f8, f4 = self.encode_key(frames.flatten(0, 1))
+        key, f16, f8, f4 = (x.view(batch, 3, *x.shape[1:]) for x in (key, f16, f8, f4))
+        second_gate = not self.single_object
+
+        value0, pos_value0 = self.encode_value(frames[:, 0], f16[:, 0], first_masks, frames[:, 1])
+        key0 = key[:, 0].unsqueeze(2)
+        memory = dict(local_key=key0, local_value=value0.unsqueeze(3),
+                      global_key=key0, global_value=value0.unsqueeze(3),
+                      adjacent_key=key0, adjacent_value=pos_value0.unsqueeze(3))
+        logits1, _ = self.segment(key[:, 1], f8[:, 1], f4[:, 1], memory, selector=selector,
+                                  second_object_gate=second_gate)
+        masks1 = torch.softmax(logits1, dim=1)[:, 1:]
+
+        value1, pos_value1 = self.encode_value(frames[:, 1], f16[:, 1], masks1.to(frames.dtype), frames[:, 2])
+        key1 = key[:, 1].unsqueeze(2)
+        memory = dict(local_key=key[:, :2].transpose(1, 2), local_value=torch.stack([value0, value1], dim=3),
+                      global_key=key0, global_value=value0.unsqueeze(3),
+                      adjacent_key=key1, adjacent_value=pos_value1.unsqueeze(3))
+        logits2, _ = self.segment(key[:, 2], f8[:, 2], f4[:, 2], memory, selector=selector,
+                                  second_object_gate=second_gate)
+        masks2 = torch.softmax(logits2, dim=1)[:, 1:]
+
+        crop = (Ellipsis, slice(0, height), slice(0, width))
+        return {"logits": [logits1[crop], logits2[crop]], "masks": [masks1[crop], masks2[crop]]}
