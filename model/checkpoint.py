@@ -91,3 +91,40 @@ def load_network_weights(network: nn.Module, source, generator=None):
         raise CheckpointError(f"{name}: does not fit this network; " + "; ".join(problems))
     network.load_state_dict(state, strict=True)
     return notes
+
+
+def network_config_from_state(state):
+    """The IMSFR constructor arguments that fit a state dict: single/multi object
+    from the value encoder's first conv, key backbone from the key encoder's depth."""
+    conv = state.get(FIRST_VALUE_CONV)
+    if conv is None or conv.dim() != 4 or conv.shape[1] not in (4, 5):
+        raise CheckpointError(f"state dict has no usable '{FIRST_VALUE_CONV}'")
+    layer3_blocks = {int(k.split(".")[2]) for k in state if k.startswith("key_encoder.layer3.")}
+    bottleneck = "key_encoder.res2.0.conv3.weight" in state
+    if not layer3_blocks:
+        raise CheckpointError("state dict has no key encoder layer3")
+    depth = len(layer3_blocks)
+    backbone = {(True, 23): "resnet101", (True, 6): "resnet50", (False, 2): "resnet18"}.get((bottleneck, depth))
+    if backbone is None:
+        raise CheckpointError(f"unknown key encoder (layer3 with {depth} blocks)")
+    return dict(single_object=conv.shape[1] == 4, key_backbone=backbone)
+
+
+def build_network(source, device="cpu", single_object=None):
+    """An IMSFR network (eval mode, on ``device``) with the weights of ``source``
+    (path or state dict), its configuration read from the weights. A stage-0
+    checkpoint is upgraded when ``single_object=False`` is asked for."""
+    from model.network import IMSFR
+
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "state dict"
+    obj = read_checkpoint(source) if isinstance(source, (str, os.PathLike)) else source
+    state = extract_state_dict(obj, name)
+    try:
+        config = network_config_from_state(state)
+    except CheckpointError as error:
+        raise CheckpointError(f"{name}: {error}") from None
+    if single_object is not None:
+        config["single_object"] = single_object
+    network = IMSFR(pretrained=False, **config)
+    load_network_weights(network, state)
+    return network.to(device).eval()

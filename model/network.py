@@ -57,11 +57,13 @@ class IMSFR(nn.Module):
         f16, f8, f4 = self.key_encoder(frame)
         return self.key_comp(f16), f16, f8, f4
 
-    def encode_value(self, frame, key_f16, masks, next_frame):
+    def encode_value(self, frame, key_f16, masks, next_frame, others=None):
         """Memory values of a frame: the value (read by the long-term and
         first-frame memories) and the positional-encoded value (read by the
-        previous-frame memory), both (B, K, 512, h, w), from one trunk pass."""
-        value = self.value_encoder(frame, key_f16, masks, next_frame)
+        previous-frame memory), both (B, K, 512, h, w), from one trunk pass.
+        ``others`` (B, K, H, W) overrides the other-objects channel (default:
+        the sum of the other entries of ``masks``)."""
+        value = self.value_encoder(frame, key_f16, masks, next_frame, others)
         return value, self.positional_value(value)
 
     def positional_value(self, value):

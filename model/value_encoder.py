@@ -35,13 +35,16 @@ class FrameRelationValueEncoder(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer3(self.layer2(self.layer1(x)))
 
-    def forward(self, frame, key_f16, masks, next_frame):
+    def forward(self, frame, key_f16, masks, next_frame, others=None):
         """frame, next_frame: (B, 3, H, W); key_f16: (B, C16, H/16, W/16);
-        masks: (B, K, H, W) object probabilities. Returns (B, K, C, H/16, W/16)."""
+        masks: (B, K, H, W) object probabilities; others: (B, K, H, W) the other
+        objects' summed masks (default: computed from ``masks``, i.e. when
+        ``masks`` holds every object). Returns (B, K, C, H/16, W/16)."""
         batch, num_objects = masks.shape[:2]
         mask_channels = masks.unsqueeze(2)  # B, K, 1, H, W
         if not self.single_object:
-            mask_channels = torch.cat([mask_channels, other_objects(masks).unsqueeze(2)], dim=2)
+            others = other_objects(masks) if others is None else others
+            mask_channels = torch.cat([mask_channels, others.unsqueeze(2)], dim=2)
         mask_channels = mask_channels.flatten(0, 1)  # BK, 1|2, H, W
 
         def with_masks(image):

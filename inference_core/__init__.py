@@ -1,0 +1,1 @@
+"""Inference: the memory bank and the per-frame inference core."""
