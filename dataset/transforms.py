@@ -1,0 +1,189 @@
+"""Normalisation and the training augmentations, with explicitly drawn parameters.
+
+Each ``random_*`` function draws its parameters from a given numpy Generator
+and returns a small operation object; the same object is then applied to a
+frame and its mask (bicubic + ImageNet-mean fill for images, nearest + 0 fill
+for masks). Drawing parameters ourselves instead of using torchvision's random
+transforms keeps the global torch RNG untouched and a sample reproducible
+from its own stream (dataset/seeding.py).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+from util.config import IMAGENET_MEAN, IMAGENET_STD
+
+IMAGE_FILL = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
+_IMAGE = dict(interpolation=InterpolationMode.BICUBIC, fill=list(IMAGE_FILL))
+_MASK = dict(interpolation=InterpolationMode.NEAREST, fill=[0])
+
+
+def to_normalised_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32, ImageNet-normalised."""
+    return TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)
+
+
+# ---------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Affine:
+    angle: float
+    scale: float
+    shear: tuple
+
+    def _apply(self, img, how):
+        if self.angle == 0 and self.scale == 1 and self.shear == (0.0, 0.0):
+            return img
+        return TF.affine(img, angle=self.angle, translate=[0, 0], scale=self.scale,
+                         shear=list(self.shear), **how)
+
+    def image(self, img):
+        return self._apply(img, _IMAGE)
+
+    def mask(self, img):
+        return self._apply(img, _MASK)
+
+
+@dataclass(frozen=True)
+class Flip:
+    enabled: bool
+
+    def image(self, img):
+        return TF.hflip(img) if self.enabled else img
+
+    mask = image
+
+
+@dataclass(frozen=True)
+class ResizedCrop:
+    """Crop the box (top, left, height, width), then resize it to ``size`` x ``size``."""
+    top: int
+    left: int
+    height: int
+    width: int
+    size: int
+
+    def _apply(self, img, how):
+        return TF.resized_crop(img, self.top, self.left, self.height, self.width,
+                               [self.size, self.size], interpolation=how["interpolation"])
+
+    def image(self, img):
+        return self._apply(img, _IMAGE)
+
+    def mask(self, img):
+        return self._apply(img, _MASK)
+
+
+@dataclass(frozen=True)
+class ResizeCrop:
+    """Resize to ``resized_hw`` (shorter side = ``size``), then crop ``size`` x ``size``."""
+    resized_hw: tuple
+    top: int
+    left: int
+    size: int
+
+    def _apply(self, img, how):
+        img = TF.resize(img, list(self.resized_hw), interpolation=how["interpolation"])
+        return TF.crop(img, self.top, self.left, self.size, self.size)
+
+    def image(self, img):
+        return self._apply(img, _IMAGE)
+
+    def mask(self, img):
+        return self._apply(img, _MASK)
+
+
+def random_affine(rng, degrees, scale=(1.0, 1.0), shear=0.0) -> Affine:
+    """Angle in [-degrees, degrees], scale in ``scale``, x-shear in [-shear, shear]."""
+    return Affine(angle=float(rng.uniform(-degrees, degrees)) if degrees else 0.0,
+                  scale=float(rng.uniform(*scale)) if scale[0] != scale[1] else float(scale[0]),
+                  shear=(float(rng.uniform(-shear, shear)) if shear else 0.0, 0.0))
+
+
+def random_flip(rng, p=0.5) -> Flip:
+    return Flip(bool(rng.random() < p))
+
+
+def random_resized_crop(rng, in_hw, size, scale, ratio=(3 / 4, 4 / 3)) -> ResizedCrop:
+    """A box covering a ``scale`` fraction of the area with aspect ``ratio`` (10 tries,
+    then the largest central box within the ratio range), as torchvision does."""
+    height, width = in_hw
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return ResizedCrop(int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)),
+                               h, w, size)
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        w, h = width, height
+    return ResizedCrop((height - h) // 2, (width - w) // 2, h, w, size)
+
+
+def random_resize_crop(rng, in_hw, size) -> ResizeCrop:
+    """Resize the shorter side to ``size`` (aspect kept), then a random ``size`` square."""
+    height, width = in_hw
+    if height <= width:
+        resized = (size, max(size, int(size * width / height)))
+    else:
+        resized = (max(size, int(size * height / width)), size)
+    return ResizeCrop(resized, int(rng.integers(0, resized[0] - size + 1)),
+                      int(rng.integers(0, resized[1] - size + 1)), size)
+
+
+def apply_geometry(ops, image, mask):
+    """Apply geometric ``ops`` in order to an image and its mask alike."""
+    for op in ops:
+        image, mask = op.image(image), op.mask(mask)
+    return image, mask
+
+
+# ---------------------------------------------------------------- colour
+_ADJUST = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+
+
+@dataclass(frozen=True)
+class ColourJitter:
+    """Brightness, contrast, saturation, hue adjustments applied in ``order``."""
+    factors: tuple  # (brightness, contrast, saturation, hue); None = unchanged
+    order: tuple
+
+    def image(self, img):
+        for k in self.order:
+            if self.factors[k] is not None:
+                img = _ADJUST[k](img, self.factors[k])
+        return img
+
+
+@dataclass(frozen=True)
+class Grayscale:
+    enabled: bool
+
+    def image(self, img):
+        return TF.rgb_to_grayscale(img, num_output_channels=3) if self.enabled else img
+
+
+def random_colour_jitter(rng, brightness, contrast, saturation, hue=0.0) -> ColourJitter:
+    """Factors in [max(0, 1-x), 1+x] (hue in [-hue, hue]) in a random order, like
+    torchvision's ColorJitter."""
+    def factor(x):
+        return float(rng.uniform(max(0.0, 1 - x), 1 + x)) if x else None
+
+    factors = (factor(brightness), factor(contrast), factor(saturation),
+               float(rng.uniform(-hue, hue)) if hue else None)
+    return ColourJitter(factors, tuple(int(k) for k in rng.permutation(4)))
+
+
+def random_grayscale(rng, p) -> Grayscale:
+    return Grayscale(bool(rng.random() < p))
