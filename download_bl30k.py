@@ -1,0 +1,69 @@
+"""Download and extract BL30K (six tar segments of ~115 GB) into <root>/BL30K.
+
+    python download_bl30k.py [--root DIR] [--yes] [--keep_archives] [--list] [--skip_space_check]
+
+Segments are handled one at a time (download, verify, extract, delete), with a
+free-space check before each, so about 230 GB must be free at any moment
+(~690 GB for the extracted dataset in the end). Finished segments are skipped
+and a partial download resumes.
+"""
+import argparse
+import os
+import sys
+
+from util.download import (Archive, DownloadError, add_common_arguments, archive_status, confirm,
+                           install_archive, is_complete)
+
+SEGMENT_BYTES = 115 * 10**9  # approximate; the exact sizes are not published
+
+SEGMENTS = tuple(
+    Archive(f"bl30k-{letter}", f"BL30K_{letter}.tar", "BL30K", gdrive_id=file_id, strip="BL30K",
+            approx_size=SEGMENT_BYTES)
+    for letter, file_id in zip("abcdef", (
+        "1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc", "11-IzgNwEAPxgagb67FSrBdzZR7OKAEdJ",
+        "1ZfIv6GTo-OGpXpoKen1fUvDQ0A_WoQ-Q", "1G4eXgYS2kL7_Cc0x3N1g1x7Zl8D_aU_-",
+        "1Y8q0V_oBwJIY27W_6-8CD1dRqV2gNTdE", "1nawBAazf_unMv46qGBHhWcQ4JXZ5883r")))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--skip_space_check", action="store_true",
+                        help="do not refuse to start a segment when free space looks too small")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    root = os.path.abspath(args.root)
+    if args.list:
+        for segment in SEGMENTS:
+            print(f"{segment.filename:14s} {archive_status(root, segment)}")
+        return 0
+    pending = [segment for segment in SEGMENTS if not is_complete(root, segment)]
+    if not pending:
+        print(f"BL30K is already complete in {root}/BL30K")
+        return 0
+    print(f"BL30K: {len(pending)} of {len(SEGMENTS)} segments to fetch into {root}/BL30K "
+          f"(~{SEGMENT_BYTES / 1e9:.0f} GB each; ~{2 * SEGMENT_BYTES / 1e9:.0f} GB free needed while one is "
+          "extracted)")
+    try:
+        if not confirm("Download and extract BL30K?", args.yes):
+            print("Nothing done.")
+            return 1
+        for index, segment in enumerate(pending, 1):
+            print(f"Segment {segment.filename} ({index}/{len(pending)})")
+            install_archive(root, segment, base_url=args.base_url, keep_archive=args.keep_archives,
+                            check_space=not args.skip_space_check)
+    except (DownloadError, OSError) as error:  # OSError: disk full, permissions
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print("BL30K is complete.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
