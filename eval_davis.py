@@ -1,0 +1,67 @@
+"""Evaluate on DAVIS 2017 val or test-dev: write palette PNG results per frame
+and, for val, score them with the built-in DAVIS evaluator.
+
+    python eval_davis.py --model saves/imsfr.pth --output results/d17_val
+    python eval_davis.py --model saves/imsfr.pth --output results/d17_testdev --split testdev
+"""
+import argparse
+import os
+import sys
+
+from dataset.eval_datasets import DavisSet, SequenceError
+from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, add_inference_arguments, build_core, \
+    run_videos
+from model.checkpoint import CheckpointError
+from util.davis_metrics import evaluate_davis, format_tables, write_tables
+
+SPLIT_FOLDERS = {"val": ("trainval", "val"), "testdev": ("test-dev", "test-dev")}
+
+
+def evaluate(davis_root, output, year, split, workers):
+    """Score the results and write the toolkit's CSV tables; returns the exit code."""
+    try:
+        result = evaluate_davis(davis_root, output, year=year, split=split, workers=workers)
+    except (OSError, ValueError) as error:
+        print(f"evaluation failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    paths = write_tables(result, output, split)
+    print(format_tables(result, split))
+    print("Tables written to " + ", ".join(paths))
+    for sequence, message in result.failures:
+        print(f"not scored: {message}")
+    return EXIT_FAILED if result.failures else EXIT_OK
+
+
+def run_davis(args, davis_root, year, split):
+    """Run a DAVIS split into ``args.output``/<sequence>/ and evaluate it when ground truth exists."""
+    try:
+        dataset = DavisSet(davis_root, year, split)
+        core = build_core(args)
+    except (SequenceError, CheckpointError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size, args.overwrite)
+    code = summary.report(core.device)
+    if dataset.has_ground_truth and not args.no_eval:
+        code = max(code, evaluate(davis_root, args.output, year, split, args.eval_workers))
+    return code
+
+
+def add_evaluation_arguments(parser):
+    parser.add_argument("--no_eval", action="store_true", help="do not score the results against the ground truth")
+    parser.add_argument("--eval_workers", type=int, default=None, help="processes for scoring (default: up to 4)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis_path", default="../DAVIS/2017", help="DAVIS 2017 root (holds trainval/, test-dev/)")
+    parser.add_argument("--split", choices=sorted(SPLIT_FOLDERS), default="val")
+    add_inference_arguments(parser, "davis2017")
+    add_evaluation_arguments(parser)
+    args = parser.parse_args(argv)
+    folder, split = SPLIT_FOLDERS[args.split]
+    return run_davis(args, os.path.join(args.davis_path, folder), "2017", split)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Run YouTube-VOS 2018/2019 valid or test and pack the results for the
+evaluation server: <output>/Annotations/<video>/<frame>.png, zipped into
+<output>.zip. Objects start at the frame where they are first annotated.
+
+    python eval_youtube.py --model saves/imsfr.pth --yv_path ../YouTube --output results/yv19_valid
+"""
+import argparse
+import os
+import sys
+import zipfile
+
+from dataset.eval_datasets import SequenceError, YouTubeSet
+from inference_core.video_runner import EXIT_SETUP, add_inference_arguments, build_core, run_videos
+from model.checkpoint import CheckpointError
+from util.fileio import atomic_open
+
+
+def write_zip(dataset, names, output):
+    """<output>.zip with Annotations/<video>/<frame>.png of the given videos, written atomically."""
+    path = os.path.normpath(output) + ".zip"
+    with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            for filename in dataset.video(name).output_names().values():
+                member = f"Annotations/{name}/{filename}"
+                archive.write(os.path.join(output, "Annotations", name, filename), member)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--yv_path", default="../YouTube", help="YouTube-VOS 2018 or 2019 root")
+    parser.add_argument("--split", choices=["valid", "test"], default="valid")
+    parser.add_argument("--save_all", "--output_all", dest="save_all", action="store_true",
+                        help="write every frame, not only those listed in meta.json (the scored ones)")
+    add_inference_arguments(parser, "youtube", size=480)
+    args = parser.parse_args(argv)
+    try:
+        dataset = YouTubeSet(args.yv_path, args.split, args.save_all)
+        core = build_core(args)
+    except (SequenceError, CheckpointError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    annotations = os.path.join(args.output, "Annotations")
+    summary = run_videos(dataset, core, lambda name: os.path.join(annotations, name), args.size, args.overwrite)
+    code = summary.report(core.device)
+    if summary.complete:
+        complete = [name for name in dataset.names if name in set(summary.complete)]
+        print(f"Archive for the server: {write_zip(dataset, complete, args.output)}")
+        if summary.failures:
+            print(f"WARNING: the archive lacks the {len(summary.failures)} failed videos")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
