@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-from util.download import (Archive, DownloadError, add_common_arguments, archive_status, confirm,
-                           install_archive, is_complete)
+from util.download import (Archive, add_common_arguments, archive_status, confirm,
+                           install_archive, is_complete, run_reporting_errors)
 
 SEGMENT_BYTES = 115 * 10**9  # approximate; the exact sizes are not published
 
@@ -47,7 +47,7 @@ def main(argv=None):
     print(f"BL30K: {len(pending)} of {len(SEGMENTS)} segments to fetch into {root}/BL30K "
           f"(~{SEGMENT_BYTES / 1e9:.0f} GB each; ~{2 * SEGMENT_BYTES / 1e9:.0f} GB free needed while one is "
           "extracted)")
-    try:
+    def fetch():
         if not confirm("Download and extract BL30K?", args.yes):
             print("Nothing done.")
             return 1
@@ -55,15 +55,10 @@ def main(argv=None):
             print(f"Segment {segment.filename} ({index}/{len(pending)})")
             install_archive(root, segment, base_url=args.base_url, keep_archive=args.keep_archives,
                             check_space=not args.skip_space_check)
-    except (DownloadError, OSError) as error:  # OSError: disk full, permissions
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    print("BL30K is complete.")
-    return 0
+        print("BL30K is complete.")
+        return 0
 
+    return run_reporting_errors(fetch)
 
 if __name__ == "__main__":
     sys.exit(main())

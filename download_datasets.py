@@ -12,7 +12,7 @@ import os
 import sys
 
 from util.download import (Archive, Dataset, DownloadError, add_common_arguments, archive_status, confirm,
-                           install_archive, is_complete)
+                           install_archive, is_complete, run_reporting_errors)
 from util.fileio import atomic_write_text
 
 STATIC_FOLDERS = ("fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small")
@@ -124,7 +124,7 @@ def main(argv=None):
         print(f"  {dataset.name}: {archive.filename} -> {os.path.join(root, archive.dest_folder)}")
     if resizes:
         print(f"  then a {RESIZE['length']}p copy of {os.path.join(root, RESIZE['source'])}")
-    try:
+    def fetch():
         if not confirm("Download and extract these files?", args.yes):
             print("Nothing done.")
             return 1
@@ -133,15 +133,10 @@ def main(argv=None):
         for dataset in datasets:
             if resize_pending(root, dataset, args):
                 make_480p(root, args.workers)
-    except (DownloadError, OSError) as error:  # OSError: disk full, permissions
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    print("All selected datasets are complete.")
-    return 0
+        print("All selected datasets are complete.")
+        return 0
 
+    return run_reporting_errors(fetch)
 
 if __name__ == "__main__":
     sys.exit(main())

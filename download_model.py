@@ -13,7 +13,7 @@ import sys
 import urllib.parse
 
 from util.download import (REPO_ROOT, DownloadError, VerificationError, download_gdrive, download_http,
-                           sha256_of, verify_file)
+                           run_reporting_errors, sha256_of, verify_file)
 
 
 def gdrive_id_of(url):
@@ -81,16 +81,11 @@ def fetch_checkpoint(url, sha256, target):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    def fetch():
         fetch_checkpoint(args.url, args.sha256, os.path.join(args.dir, args.name))
-    except (DownloadError, OSError) as error:  # OSError: disk full, permissions
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    return 0
+        return 0
 
+    return run_reporting_errors(fetch)
 
 if __name__ == "__main__":
     sys.exit(main())

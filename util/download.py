@@ -590,3 +590,16 @@ def confirm(question, assume_yes):
     except EOFError:
         return False
     return reply.strip().lower() in ("y", "yes")
+
+
+def run_reporting_errors(action):
+    """Run a download command's ``action`` (returning its exit code) and turn the
+    expected failures into a one-line message: 1 for errors, 130 for Ctrl-C."""
+    try:
+        return action()
+    except (DownloadError, OSError) as error:  # OSError: disk full, permissions
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
