@@ -22,9 +22,13 @@ NUM_FREQUENCIES = 6
 
 
 class IMSFR(nn.Module):
-    def __init__(self, single_object=False, pretrained=True, key_backbone="resnet101"):
+    def __init__(self, single_object=False, pretrained=True, key_backbone="resnet101", freeze_bn=True):
         super().__init__()
         self.single_object = single_object
+        # The reference keeps BatchNorm in eval mode while training (fine-tuning from
+        # ImageNet with small batches). Training from scratch may let it learn
+        # statistics instead (freeze_bn=False); this does not change the weights' format.
+        self.freeze_bn = freeze_bn
         self.key_backbone = key_backbone
         # Definition order follows the reference, so state_dict() lists keys in its order.
         self.conv_fusion1v = nn.Conv2d(VALUE_CHANNELS * (1 + 2 * NUM_FREQUENCIES), VALUE_CHANNELS, 1)
@@ -46,9 +50,10 @@ class IMSFR(nn.Module):
     # BatchNorm statistics stay frozen (eval mode) in training as in the reference.
     def train(self, mode=True):
         super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         return self
 
     # ---- encoders -----------------------------------------------------------

@@ -273,7 +273,8 @@ def prepare_network(args):
     """The network on the CPU, with --load_network weights if given (checked before
     any device memory is used); returns it with notes for the log."""
     pretrained = not (args.no_pretrained or args.load_network or args.load_model)
-    network = IMSFR(single_object=args.single_object, pretrained=pretrained, key_backbone=args.key_backbone)
+    network = IMSFR(single_object=args.single_object, pretrained=pretrained, key_backbone=args.key_backbone,
+                    freeze_bn=not args.train_bn)
     notes = []
     if args.load_network:
         notes = [f"{args.load_network}: {note}" for note in load_network_weights(network, args.load_network)]

@@ -250,3 +250,10 @@ def test_bootstrap_schedule_and_top_p():
     pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none").flatten()
     loss, p = BootstrappedCE(0, 10, 0.5)(logits, target, iteration=10)  # keep the 2 hardest of 4
     assert p == 0.5 and loss.item() == pytest.approx(pixel[:2].mean().item())
+
+
+def test_batchnorm_can_learn_statistics_when_asked():
+    net = IMSFR(single_object=False, pretrained=False, key_backbone="resnet18", freeze_bn=False).train()
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms)
+    assert not any(m.training for m in net.eval().modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -17,7 +17,7 @@ DEBUG_IMAGE_EVERY = 20
 
 # A resumed run must keep these as saved, or it would not continue the same run.
 SCHEDULE_ARGS = ("stage", "iterations", "steps", "lr", "batch_size", "seed", "crop_size", "key_backbone",
-                 "main_data", "bootstrap_start", "bootstrap_end", "world_size")
+                 "main_data", "bootstrap_start", "bootstrap_end", "world_size", "train_bn")
 
 
 def _positive_int(text):
@@ -71,6 +71,9 @@ def build_parser():
     model = parser.add_argument_group("network and weights")
     model.add_argument("--key_backbone", choices=("resnet101", "resnet50", "resnet18"), default="resnet101")
     model.add_argument("--no_pretrained", action="store_true", help="no ImageNet weights for the encoders")
+    model.add_argument("--train_bn", action="store_true",
+                       help="let BatchNorm learn its statistics (training from scratch); "
+                            "the reference keeps BatchNorm frozen")
     model.add_argument("--load_network", help="start from these network weights (stage-0 weights are "
                                               "upgraded to multi-object)")
     model.add_argument("--load_model", help="resume from a full checkpoint (<id>_checkpoint.pth)")

@@ -1,0 +1,25 @@
+"""A shortened quick start: data, training, checkpoint, inference, J&F table, overlay."""
+import csv
+import os
+
+from PIL import Image
+
+from scripts import quickstart
+
+
+def test_short_quickstart_produces_table_and_overlay(tmp_path, capsys):
+    out = tmp_path / "qs"
+    code = quickstart.main(["--output", str(out), "--iterations", "2", "--batch_size", "2", "--crop_size", "64",
+                            "--size", "64", "96", "--frames", "5", "--train_videos", "3", "--eval_videos", "2",
+                            "--num_workers", "0", "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "J&F-Mean" in printed and "Held-out J&F-Mean" in printed
+    assert os.path.isfile(out / "saves" / "quickstart_2.pth")
+    with open(out / "results" / "global_results-val.csv") as f:
+        row = next(csv.DictReader(f))
+    assert 0.0 <= float(row["J&F-Mean"]) <= 1.0
+    overlays = list(out.glob("overlay_*.gif"))
+    assert len(overlays) == 1
+    with Image.open(overlays[0]) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5
