@@ -4,12 +4,10 @@ determinism, archives, overlays and the errors of bad input."""
 import json
 import os
 import shutil
-import sys
 import zipfile
 
 import cv2
 import numpy as np
-import progressbar
 import pytest
 import torch
 from PIL import Image
@@ -23,6 +21,7 @@ from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from inference_core import video_runner
 from model.checkpoint import build_network as real_build_network
 from model.network import IMSFR
+from tests.helpers_capture import progress_to_current_streams
 from util.overlay import blend, write_overlay
 from util.palette import DAVIS_PALETTE, load_annotation, save_palette_png
 
@@ -76,14 +75,8 @@ def youtube(tmp_path_factory):
 
 def run(script, argv, capsys):
     """Call a script's main; returns its exit code and what it printed."""
-    # progressbar2 writes to the streams of its import time; point it at the captured ones.
-    streams = progressbar.utils.streams
-    saved = streams.original_stdout, streams.original_stderr
-    streams.original_stdout, streams.original_stderr = sys.stdout, sys.stderr
-    try:
+    with progress_to_current_streams():
         code = script.main(argv)
-    finally:
-        streams.original_stdout, streams.original_stderr = saved
     return code, capsys.readouterr().out
 
 

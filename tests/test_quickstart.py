@@ -5,13 +5,15 @@ import os
 from PIL import Image
 
 from scripts import quickstart
+from tests.helpers_capture import progress_to_current_streams
 
 
 def test_short_quickstart_produces_table_and_overlay(tmp_path, capsys):
     out = tmp_path / "qs"
-    code = quickstart.main(["--output", str(out), "--iterations", "2", "--batch_size", "2", "--crop_size", "64",
-                            "--size", "64", "96", "--frames", "5", "--train_videos", "3", "--eval_videos", "2",
-                            "--num_workers", "0", "--device", "cpu"])
+    with progress_to_current_streams():
+        code = quickstart.main(["--output", str(out), "--iterations", "2", "--batch_size", "2", "--crop_size", "64",
+                                "--size", "64", "96", "--frames", "5", "--train_videos", "3", "--eval_videos", "2",
+                                "--num_workers", "0", "--device", "cpu"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "J&F-Mean" in printed and "Held-out J&F-Mean" in printed
