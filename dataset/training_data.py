@@ -35,15 +35,17 @@ def max_jump_schedule(stage):
     return kind if kind in MAX_JUMP_SCHEDULE else None
 
 
-def _video_roots(stage, roots):
+def _video_roots(stage, roots, youtube=True):
     """(label, image root, mask root, subset) of the VOS parts of a stage."""
     if stage_kind(stage) == "bl30k":
         root = roots["bl30k_root"]
         return [("BL30K", os.path.join(root, "JPEGImages"), os.path.join(root, "Annotations"), None)]
     davis, yv = roots["davis_root"], roots["yv_root"]
-    return [("DAVIS", os.path.join(davis, "JPEGImages", "480p"), os.path.join(davis, "Annotations", "480p"),
-             os.path.join(davis, "ImageSets", "2017", "train.txt")),
-            ("YouTube-VOS", os.path.join(yv, "JPEGImages"), os.path.join(yv, "Annotations"), None)]
+    parts = [("DAVIS", os.path.join(davis, "JPEGImages", "480p"), os.path.join(davis, "Annotations", "480p"),
+              os.path.join(davis, "ImageSets", "2017", "train.txt"))]
+    if youtube:
+        parts.append(("YouTube-VOS", os.path.join(yv, "JPEGImages"), os.path.join(yv, "Annotations"), None))
+    return parts
 
 
 def _with_defaults(roots):
@@ -53,8 +55,9 @@ def _with_defaults(roots):
     return {**DEFAULT_ROOTS, **{k: os.fspath(v) for k, v in (roots or {}).items() if v is not None}}
 
 
-def check_stage_data(stage, roots=None):
-    """Raise one DatasetError listing every missing or unusable root of ``stage``."""
+def check_stage_data(stage, roots=None, youtube=True):
+    """Raise one DatasetError listing every missing or unusable root of ``stage``
+    (``youtube=False``: stages 2/3 on DAVIS alone)."""
     roots = _with_defaults(roots)
     problems = []
     if stage_kind(stage) == "static":
@@ -68,7 +71,7 @@ def check_stage_data(stage, roots=None):
             except DatasetError as error:
                 problems.append(str(error))
     else:
-        for label, image_root, mask_root, subset in _video_roots(stage, roots):
+        for label, image_root, mask_root, subset in _video_roots(stage, roots, youtube):
             missing = [p for p in (image_root, mask_root) if not os.path.isdir(p)]
             if subset is not None and not os.path.isfile(subset):
                 missing.append(subset)
@@ -81,12 +84,14 @@ def check_stage_data(stage, roots=None):
         raise DatasetError(f"training data for stage {stage} is not usable:\n  " + "\n  ".join(problems))
 
 
-def build_stage_dataset(stage, roots=None, crop_size=384, seed=0, max_jump=None):
+def build_stage_dataset(stage, roots=None, crop_size=384, seed=0, max_jump=None, youtube=True):
     """(dataset, vos_datasets) of a stage.
 
     ``dataset`` has ``set_epoch``; ``vos_datasets`` are the parts whose
     ``set_max_jump`` the curriculum updates (empty for stage 0). ``max_jump``
-    defaults to the first value of the stage's schedule.
+    defaults to the first value of the stage's schedule. ``youtube=False``
+    trains stages 2/3 on DAVIS alone (quick experiments); DAVIS is then not
+    repeated, since the x5 only balances it against YouTube-VOS.
     """
     roots = _with_defaults(roots)
     if stage_kind(stage) == "static":
@@ -97,9 +102,12 @@ def build_stage_dataset(stage, roots=None, crop_size=384, seed=0, max_jump=None)
         (_, image_root, mask_root, _), = _video_roots(stage, roots)
         bl30k = VOSDataset(image_root, mask_root, max_jump, is_bl30k=True, crop_size=crop_size, seed=seed)
         return bl30k, [bl30k]
-    (_, davis_images, davis_masks, davis_subset), (_, yv_images, yv_masks, _) = _video_roots(stage, roots)
+    (_, davis_images, davis_masks, davis_subset), *rest = _video_roots(stage, roots, youtube)
     davis = VOSDataset(davis_images, davis_masks, max_jump, subset=davis_subset, crop_size=crop_size, seed=seed)
-    youtube = VOSDataset(yv_images, yv_masks, max_jump, crop_size=crop_size,
-                         annotation_stride=YOUTUBE_ANNOTATION_STRIDE, seed=seed)
-    parts = [davis] * TRAIN_COMMON["davis_repeat"] + [youtube]
-    return EpochConcatDataset(parts, seed=seed), [davis, youtube]
+    if not youtube:
+        return EpochConcatDataset([davis], seed=seed), [davis]
+    (_, yv_images, yv_masks, _), = rest
+    youtube_data = VOSDataset(yv_images, yv_masks, max_jump, crop_size=crop_size,
+                              annotation_stride=YOUTUBE_ANNOTATION_STRIDE, seed=seed)
+    parts = [davis] * TRAIN_COMMON["davis_repeat"] + [youtube_data]
+    return EpochConcatDataset(parts, seed=seed), [davis, youtube_data]

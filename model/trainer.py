@@ -22,9 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from dataset.curriculum import max_jump_at
-from dataset.seeding import EpochConcatDataset
 from dataset.training_data import build_stage_dataset, check_stage_data, max_jump_schedule
-from dataset.vos_dataset import VOSDataset
 from model.checkpoint import load_network_weights, read_checkpoint
 from model.losses import IMSFRLoss
 from model.network import IMSFR
@@ -152,24 +150,14 @@ class TrainingData:
     batches_per_epoch: int
 
 
-def _davis_only(args):
-    """Stages 2/3 on DAVIS 2017 train alone (no YouTube-VOS): quick experiments."""
-    root = args.davis_root
-    davis = VOSDataset(os.path.join(root, "JPEGImages", "480p"), os.path.join(root, "Annotations", "480p"),
-                       MAX_JUMP_SCHEDULE["main"][0][1], subset=os.path.join(root, "ImageSets", "2017", "train.txt"),
-                       crop_size=args.crop_size, seed=args.seed)
-    return EpochConcatDataset([davis], seed=args.seed), [davis]
-
-
 def build_training_data(args, context):
     """The stage's dataset with its distributed sampler. Raises DatasetError (clear
     messages) for missing or unusable data roots."""
     roots = {name: getattr(args, name) for name in DEFAULT_ROOTS}
-    if args.data == "main" and args.main_data == "davis":
-        dataset, vos_datasets = _davis_only(args)
-    else:
-        check_stage_data(args.stage, roots)
-        dataset, vos_datasets = build_stage_dataset(args.stage, roots, crop_size=args.crop_size, seed=args.seed)
+    youtube = not (args.data == "main" and args.main_data == "davis")
+    check_stage_data(args.stage, roots, youtube=youtube)
+    dataset, vos_datasets = build_stage_dataset(args.stage, roots, crop_size=args.crop_size, seed=args.seed,
+                                                youtube=youtube)
     schedule = max_jump_schedule(args.stage)
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank,
                                  shuffle=True, seed=args.seed)

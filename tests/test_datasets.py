@@ -444,3 +444,15 @@ def test_check_stage_data_lists_every_problem(tmp_path):
         check_stage_data(0, {"static_root": str(tmp_path)})
     with pytest.raises(ValueError, match="unknown data root key"):
         check_stage_data(0, {"static": str(tmp_path)})
+
+
+def test_davis_only_main_data_needs_no_youtube_root(tmp_path):
+    from dataset.synthetic import make_davis_dataset
+    from dataset.training_data import build_stage_dataset, check_stage_data
+    make_davis_dataset(tmp_path / "davis", num_sequences=2, num_frames=4, size=(32, 48), splits=("train",))
+    roots = {"davis_root": tmp_path / "davis", "yv_root": tmp_path / "absent"}
+    with pytest.raises(DatasetError, match="YouTube-VOS"):
+        check_stage_data(3, roots)
+    check_stage_data(3, roots, youtube=False)
+    dataset, parts = build_stage_dataset(3, roots, crop_size=32, youtube=False)
+    assert len(dataset) == 2 and len(parts) == 1

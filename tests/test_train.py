@@ -168,7 +168,8 @@ def test_missing_data_root_fails_cleanly(davis_root, tmp_path):
     result = run([sys.executable, "train.py", *args])
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"error: {tmp_path / 'nowhere'}" in result.stderr and "does not exist" in result.stderr
+    assert result.stderr.startswith("error: training data for stage 3 is not usable")
+    assert f"DAVIS: {tmp_path / 'nowhere'}" in result.stderr and "does not exist" in result.stderr
     assert not (tmp_path / "saves").exists()
 
 
