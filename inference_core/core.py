@@ -18,6 +18,7 @@ import torch
 from inference_core.memory_bank import MemoryBank
 from model.aggregate import soft_aggregate
 from model.sampler import IsogenousSampler
+from model.value_encoder import other_objects
 from util.device import amp_available
 from util.tensor_util import pad_divide_by, unpad
 
@@ -89,7 +90,7 @@ class InferenceCore:
             key, f16, f8, f4 = self.network.encode_key(frame)
             object_prob = self._predict(key, f8, f4, frame.shape[-2:])  # (K_old, H', W')
             if new_objects:
-                object_prob = self._add_objects(object_prob, mask, new_objects, pad)
+                object_prob = self._add_objects(object_prob, mask, new_objects)
             prob = soft_aggregate(object_prob.unsqueeze(0))[0]        # (1 + K, H', W')
             if next_frame is not None:
                 self._memorise(t, frame, key, f16, prob[1:], next_frame)
@@ -103,17 +104,16 @@ class InferenceCore:
             probs.append(group_prob[0])
         return torch.cat(probs, dim=0)
 
-    def _add_objects(self, object_prob, mask, new_objects, pad):
-        mask, _ = pad_divide_by(mask.to(self.device).view(1, 1, *mask.shape[-2:]).float(), 16)
-        mask = mask[0, 0].round().long()
-        given = torch.stack([(mask == i) for i in new_objects]).to(object_prob.dtype)
-        if object_prob.shape[0] > 0:  # the new objects' pixels are theirs
-            object_prob = object_prob.to(given.device) * (1 - given.sum(0, keepdim=True).clamp(max=1))
+    def _add_objects(self, object_prob, mask, new_objects):
+        """Append the given objects' masks (a new group); their pixels are theirs alone."""
+        mask = mask.to(self.device)
+        given, _ = pad_divide_by(torch.stack([(mask == i) for i in new_objects]).float())
+        object_prob = object_prob * (1 - given.sum(0, keepdim=True).clamp(max=1))
         self.group_objects.append(new_objects)
         self.group_start.append(self.frame_index)
         self.banks.append(MemoryBank(self.sampler, self.config.top_k))
         self.num_objects += len(new_objects)
-        return torch.cat([object_prob.to(given.dtype), given], dim=0)
+        return torch.cat([object_prob, given], dim=0)
 
     def _memorise(self, t, frame, key, f16, object_prob, next_frame):
         """Encode this frame's values for the groups that memorise it: a group's
@@ -124,12 +124,10 @@ class InferenceCore:
         groups = due + temporary
         if not groups:
             return
-        ids = [i for g in groups for i in self.group_objects[g]]
-        index = torch.tensor([i - 1 for i in ids], device=object_prob.device)
-        masks = object_prob.index_select(0, index).unsqueeze(0)
-        others = (object_prob.sum(0, keepdim=True) - object_prob).index_select(0, index).unsqueeze(0)
-        value, pos_value = self.network.encode_value(frame, f16, masks.to(frame.dtype), next_frame,
-                                                     others.to(frame.dtype))
+        index = [i - 1 for g in groups for i in self.group_objects[g]]
+        # "Other objects" covers every object of every group, not only the encoded ones.
+        others = other_objects(object_prob.unsqueeze(0))[:, index]
+        value, pos_value = self.network.encode_value(frame, f16, object_prob[index].unsqueeze(0), next_frame, others)
         offset = 0
         for g in groups:
             count = len(self.group_objects[g])

@@ -120,9 +120,9 @@ class ValueTrunk(nn.Module):
                 nn.init.orthogonal_(extra)
                 tensor = torch.cat([tensor, extra], dim=1)
             own[name].copy_(tensor)
-        for name, tensor in own.items():
-            if name.endswith(".bias") and "bn" not in name and not name.endswith("downsample.1.bias"):
-                tensor.zero_()
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                module.bias.zero_()
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

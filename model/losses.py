@@ -49,10 +49,12 @@ class IMSFRLoss(torch.nn.Module):
         selector: (B, K) with 1 for present objects (K=1 in single-object mode)."""
         losses = {"total_loss": 0.0}
         batch = cls_gt.shape[0]
+        # Background plus the present objects of each sample (one device sync for the batch).
+        classes = [1 + int(n) for n in selector.sum(1).tolist()] if selector is not None else None
         for frame, logits in enumerate(outputs["logits"], start=1):
             frame_loss = 0.0
             for b in range(batch):
-                num_classes = 1 + int(selector[b].sum().item()) if selector is not None else logits.shape[1]
+                num_classes = classes[b] if classes is not None else logits.shape[1]
                 loss, p = self.bce(logits[b:b + 1, :num_classes], cls_gt[b:b + 1, frame], iteration)
                 frame_loss = frame_loss + loss
             losses[f"ce_loss_{frame}"] = frame_loss / batch

@@ -3,11 +3,10 @@
 Shapes: B batch, K objects, T memory frames, C channels, (h, w) = (H/16, W/16).
 Keys are shared by all objects: (B, 512, T, h, w). Values are per object:
 (B, K, 512, T, h, w). Frames passed to the encoders must have H and W divisible
-by 16 (``util.tensor_util.pad_divide_by`` pads them; ``forward`` pads itself).
+by 16 (``util.tensor_util.pad_divide_by`` pads them; ``forward`` pads itself the same way).
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from model.aggregate import soft_aggregate_logits
 from model.backbones import KeyEncoder
@@ -15,6 +14,7 @@ from model.decoder import Decoder
 from model.memory_readout import l2_affinity, read_memory, softmax_affinity
 from model.positional import sinusoidal_encoding
 from model.value_encoder import FrameRelationValueEncoder
+from util.tensor_util import pad_divide_by, unpad
 
 KEY_CHANNELS = 512
 VALUE_CHANNELS = 512
@@ -138,11 +138,8 @@ class IMSFR(nn.Module):
         batch, num_frames = frames.shape[:2]
         if num_frames != 3:
             raise ValueError(f"training samples have 3 frames, got {num_frames}")
-        height, width = frames.shape[-2:]
-        pad_h, pad_w = (-height) % 16, (-width) % 16
-        if pad_h or pad_w:  # pad on the bottom/right, crop the outputs back
-            frames = F.pad(frames.flatten(0, 1), (0, pad_w, 0, pad_h)).view(batch, 3, 3, height + pad_h, width + pad_w)
-            first_masks = F.pad(first_masks, (0, pad_w, 0, pad_h))
+        frames, pad = pad_divide_by(frames)  # as at inference; outputs are un-padded below
+        first_masks, _ = pad_divide_by(first_masks)
 
         key, f16, f8, f4 = self.encode_key(frames.flatten(0, 1))
         key, f16, f8, f4 = (x.view(batch, 3, *x.shape[1:]) for x in (key, f16, f8, f4))
@@ -166,5 +163,5 @@ class IMSFR(nn.Module):
                                   second_object_gate=second_gate)
         masks2 = torch.softmax(logits2, dim=1)[:, 1:]
 
-        crop = (Ellipsis, slice(0, height), slice(0, width))
-        return {"logits": [logits1[crop], logits2[crop]], "masks": [masks1[crop], masks2[crop]]}
+        return {"logits": [unpad(logits1, pad), unpad(logits2, pad)],
+                "masks": [unpad(masks1, pad), unpad(masks2, pad)]}

@@ -17,23 +17,19 @@ def other_objects(masks: torch.Tensor) -> torch.Tensor:
     return masks.sum(dim=1, keepdim=True) - masks
 
 
-class FrameRelationValueEncoder(nn.Module):
+class FrameRelationValueEncoder(ValueTrunk):
+    """A ValueTrunk (subclassed so that its layers keep the reference checkpoint's
+    names: value_encoder.conv1, value_encoder.layer1, ...) plus fusion and gate."""
+
     def __init__(self, key_f16_channels=1024, single_object=False, pretrained=True, value_channels=512):
-        super().__init__()
+        super().__init__(1 if single_object else 2, pretrained=pretrained)
         self.single_object = single_object
-        extra_channels = 1 if single_object else 2
-        trunk = ValueTrunk(extra_channels, pretrained=pretrained)
-        # The trunk's layers sit directly in this module so that parameter names
-        # match the reference checkpoint (value_encoder.conv1, value_encoder.layer1, ...).
-        self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
-        self.layer1, self.layer2, self.layer3 = trunk.layer1, trunk.layer2, trunk.layer3
         self.fuser = FeatureFusionBlock(256 + key_f16_channels, value_channels)
         # Frame-relation gate computed from the next frame's trunk features.
         self.mask = nn.Conv2d(256, value_channels, kernel_size=3, padding=1)
 
     def trunk(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer3(self.layer2(self.layer1(x)))
+        return super().forward(x)
 
     def forward(self, frame, key_f16, masks, next_frame, others=None):
         """frame, next_frame: (B, 3, H, W); key_f16: (B, C16, H/16, W/16);
