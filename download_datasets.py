@@ -75,9 +75,8 @@ def selected(args):
     return [DATASETS[name] for name in names]
 
 
-def resize_pending(root, dataset, args):
-    return (dataset.name == RESIZE["dataset"] and not args.no_resize
-            and not os.path.isfile(os.path.join(root, RESIZE["marker"])))
+def resize_done(root):
+    return os.path.isfile(os.path.join(root, RESIZE["marker"]))
 
 
 def make_480p(root, workers):
@@ -102,8 +101,7 @@ def print_list(root):
         for archive in dataset.archives:
             print(f"    {archive.filename:32s} {archive_status(root, archive)}")
         if dataset.name == RESIZE["dataset"]:
-            done = os.path.isfile(os.path.join(root, RESIZE["marker"]))
-            print(f"    {'480p copy of train':32s} {'complete' if done else 'missing'}")
+            print(f"    {'480p copy of train':32s} {'complete' if resize_done(root) else 'missing'}")
 
 
 def main(argv=None):
@@ -115,14 +113,15 @@ def main(argv=None):
     datasets = selected(args)
     pending = [(dataset, archive) for dataset in datasets for archive in dataset.archives
                if not is_complete(root, archive)]
-    resizes = [dataset for dataset in datasets if resize_pending(root, dataset, args)]
-    if not pending and not resizes:
+    resize = (not args.no_resize and any(dataset.name == RESIZE["dataset"] for dataset in datasets)
+              and not resize_done(root))
+    if not pending and not resize:
         print(f"Already complete in {root}: {', '.join(dataset.name for dataset in datasets)}")
         return 0
     print(f"Data root: {root}")
     for dataset, archive in pending:
         print(f"  {dataset.name}: {archive.filename} -> {os.path.join(root, archive.dest_folder)}")
-    if resizes:
+    if resize:
         print(f"  then a {RESIZE['length']}p copy of {os.path.join(root, RESIZE['source'])}")
     def fetch():
         if not confirm("Download and extract these files?", args.yes):
@@ -130,9 +129,8 @@ def main(argv=None):
             return 1
         for _, archive in pending:
             install_archive(root, archive, base_url=args.base_url, keep_archive=args.keep_archives)
-        for dataset in datasets:
-            if resize_pending(root, dataset, args):
-                make_480p(root, args.workers)
+        if resize:
+            make_480p(root, args.workers)
         print("All selected datasets are complete.")
         return 0
 

@@ -38,11 +38,11 @@ def parse_args(argv=None):
     if not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
         parser.error(f"--sha256 must be 64 hexadecimal digits, got {args.sha256!r}")
     args.sha256 = args.sha256.lower()
-    scheme = urllib.parse.urlparse(args.url).scheme
-    if scheme not in ("http", "https"):
+    parsed = urllib.parse.urlparse(args.url)
+    if parsed.scheme not in ("http", "https"):
         parser.error(f"--url must be an http(s) link, got {args.url!r}")
     if args.name is None:
-        args.name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(args.url).path))
+        args.name = os.path.basename(urllib.parse.unquote(parsed.path))
         if gdrive_id_of(args.url) or not args.name:
             parser.error("cannot take a file name from this URL; pass --name")
     if os.path.basename(args.name) != args.name or args.name.startswith("."):

@@ -58,8 +58,10 @@ def video_files(source, output, video):
     return files
 
 
-def video_is_complete(source, output, video):
-    return all(os.path.exists(out) for _, _, out in video_files(source, output, video))
+def copy_file(source, target):
+    """Byte-for-byte copy of ``source``, written atomically."""
+    with open(source, "rb") as f:
+        atomic_write_bytes(target, f.read())
 
 
 def resize_frame(source, target, length, quality):
@@ -67,8 +69,7 @@ def resize_frame(source, target, length, quality):
         image.load()
         size = resized_size(*image.size, length)
         if size == image.size:  # already right: keep the original bytes
-            with open(source, "rb") as f:
-                return atomic_write_bytes(target, f.read())
+            return copy_file(source, target)
         image = image.convert("RGB").resize(size, Image.BICUBIC)
     buffer = io.BytesIO()
     if target.lower().endswith(".png"):
@@ -83,18 +84,17 @@ def resize_annotation(source, target, length):
     height, width = labels.shape
     size = resized_size(width, height, length)
     if size == (width, height):
-        with open(source, "rb") as f:
-            return atomic_write_bytes(target, f.read())
+        return copy_file(source, target)
     resized = np.asarray(Image.fromarray(labels, mode="L").resize(size, Image.NEAREST))
     save_palette_png(target, resized, load_palette(source))
 
 
 def resize_video(job):
-    """Worker: resize one video; returns (video, error message or None)."""
-    source, output, video, length, quality = job
+    """Worker: resize the ``video_files`` of one video; returns (video, error message or None)."""
+    video, files, length, quality = job
     current = None
     try:
-        for kind, current, target in video_files(source, output, video):
+        for kind, current, target in files:
             if os.path.exists(target):
                 continue
             if kind == "JPEGImages":
@@ -111,8 +111,7 @@ def copy_top_level_files(source, output):
     for name in os.listdir(source):
         path = os.path.join(source, name)
         if os.path.isfile(path) and not os.path.exists(os.path.join(output, name)):
-            with open(path, "rb") as f:
-                atomic_write_bytes(os.path.join(output, name), f.read())
+            copy_file(path, os.path.join(output, name))
 
 
 def resize_dataset(source, output, length=480, workers=1, quality=75):
@@ -124,9 +123,10 @@ def resize_dataset(source, output, length=480, workers=1, quality=75):
         raise ResizeError(f"{output}: output folder must differ from the input folder")
     os.makedirs(output, exist_ok=True)
     copy_top_level_files(source, output)
-    todo = [video for video in videos if not video_is_complete(source, output, video)]
+    files = {video: video_files(source, output, video) for video in videos}
+    todo = [video for video in videos if not all(os.path.exists(out) for _, _, out in files[video])]
     print(f"{len(videos)} videos in {source}: {len(videos) - len(todo)} already done, {len(todo)} to resize")
-    jobs = [(source, output, video, length, quality) for video in todo]
+    jobs = [(video, files[video], length, quality) for video in todo]
     bar = progressbar.ProgressBar(max_value=len(jobs))
     if workers > 1 and len(jobs) > 1:
         with multiprocessing.Pool(min(workers, len(jobs))) as pool:
@@ -137,14 +137,14 @@ def resize_dataset(source, output, length=480, workers=1, quality=75):
     return {"resized": len(jobs) - len(failed), "skipped": len(videos) - len(todo), "failed": failed}
 
 
-def build_parser(description, input_default=None, output_default=None, length_default=480):
+def build_parser(description, input_default=None, output_default=None):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", default=input_default, required=input_default is None,
                         help="dataset folder with JPEGImages/ and Annotations/" +
                         (" (default: %(default)s)" if input_default else ""))
     parser.add_argument("--output", default=output_default, required=output_default is None,
                         help="output folder" + (" (default: %(default)s)" if output_default else ""))
-    parser.add_argument("--length", type=int, default=length_default,
+    parser.add_argument("--length", type=int, default=480,
                         help="shorter side in pixels (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="parallel processes (default: %(default)s)")

@@ -18,7 +18,7 @@ YOUTUBE_ROOT = os.path.join(os.path.dirname(REPO_ROOT), "YouTube")
 
 def main(argv=None):
     parser = build_parser(__doc__.split("\n\n")[0], input_default=os.path.join(YOUTUBE_ROOT, "train"),
-                          output_default=os.path.join(YOUTUBE_ROOT, "train_480p"), length_default=480)
+                          output_default=os.path.join(YOUTUBE_ROOT, "train_480p"))
     return run(parser.parse_args(argv))
 
 

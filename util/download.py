@@ -145,8 +145,7 @@ def download_http(url, part_path, expected_size=None, timeout=TIMEOUT_S):
             response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
         except urllib.error.HTTPError as error:
             if error.code == 416 and have:
-                total = _content_range_total(error.headers.get("Content-Range", ""))
-                if total == have:
+                if _content_range(error.headers.get("Content-Range", ""))[1] == have:
                     return
                 _truncate(part_path)
                 continue
@@ -167,18 +166,21 @@ def _truncate(path):
     return 0
 
 
-def _content_range_total(header):
-    match = re.fullmatch(r"bytes (?:\*|(\d+)-(\d+))/(\d+)", header.strip())
-    return int(match.group(3)) if match else None
+def _content_range(header):
+    """``(first byte, total)`` of a Content-Range header (``bytes a-b/n``, ``bytes */n``, ``bytes a-b/*``);
+    each None where absent, both for a malformed header."""
+    match = re.fullmatch(r"bytes (?:\*|(\d+)-\d+)/(\d+|\*)", (header or "").strip())
+    if not match:
+        return None, None
+    return tuple(int(value) if value and value != "*" else None for value in match.groups())
 
 
 def _receive(response, url, part_path, have):
     if have and response.status == 206:
-        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
-        if not match or int(match.group(1)) != have:
+        start, total = _content_range(response.headers.get("Content-Range"))
+        if start != have:
             raise DownloadError(f"{url}: server sent a wrong byte range "
                                 f"({response.headers.get('Content-Range')!r}) for a resume at byte {have}")
-        total = int(match.group(3)) if match.group(3) != "*" else None
         mode = "ab"
     else:
         length = response.headers.get("Content-Length")
@@ -378,12 +380,9 @@ def safe_extract(archive_path, target):
     with handle:
         try:
             plan = _zip_plan(handle, archive_path) if kind == "zip" else _tar_plan(handle, archive_path)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
-            raise VerificationError(f"{archive_path} is a damaged archive ({error})") from None
-        _check_plan(plan, archive_path)
-        os.makedirs(target, exist_ok=True)
-        root = os.path.realpath(target)
-        try:
+            _check_plan(plan, archive_path)
+            os.makedirs(target, exist_ok=True)
+            root = os.path.realpath(target)
             for member_kind, path, payload in plan:
                 _write_member(handle, kind, member_kind, path, payload, root, archive_path)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
@@ -469,8 +468,8 @@ def space_needed(root, archive):
     return max(size - have, 0) + size
 
 
-def _fetch(archive, path, base_url):
-    kind, where = source_of(archive, base_url)
+def _fetch(archive, path, kind, where):
+    """Download ``archive`` to ``path`` from the ``source_of`` pair ``(kind, where)``."""
     if kind == "gdrive":
         download_gdrive(where, path)
     else:
@@ -493,7 +492,8 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
     path = os.path.join(folder, archive.filename)
     temp = os.path.join(folder, f".extracting-{archive.key}")
     os.makedirs(folder, exist_ok=True)
-    resumable = source_of(archive, base_url)[0] == "http"  # gdown names its partial files itself
+    kind, where = source_of(archive, base_url)
+    resumable = kind == "http"  # gdown names its partial files itself
     if resumable and archive.size and os.path.exists(path) and os.path.getsize(path) < archive.size:
         os.replace(path, path + ".part")  # a truncated copy: resume it rather than start over
     for attempt in (1, 2):
@@ -504,7 +504,7 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
         try:
             if fresh:
                 print(f"{archive.key}: downloading {archive.filename} into {folder}")
-                _fetch(archive, path, base_url)
+                _fetch(archive, path, kind, where)
             print(f"{archive.key}: verifying {archive.filename}")
             verify_file(path, archive.size, archive.sha256)
             shutil.rmtree(temp, ignore_errors=True)
@@ -535,7 +535,7 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
             merge_move(os.path.join(content, name), os.path.join(dest, name))
     shutil.rmtree(temp)
     atomic_write_text(marker_path(root, archive), json.dumps({
-        "archive": archive.filename, "source": source_of(archive, base_url)[1], "bytes": os.path.getsize(path),
+        "archive": archive.filename, "source": where, "bytes": os.path.getsize(path),
         "completed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}, indent=1))
     if not keep_archive:
         os.remove(path)
@@ -558,10 +558,9 @@ def archive_status(root, archive):
     path = os.path.join(root, archive.folder, archive.filename)
     if os.path.exists(path):
         return "downloaded, not extracted"
-    partial = [name for name in os.listdir(os.path.dirname(path)) if name.startswith(archive.filename)
-               and name.endswith(".part")] if os.path.isdir(os.path.dirname(path)) else []
+    partial = glob.glob(glob.escape(path) + "*.part")  # ours (<name>.part) and gdown's (<name><random>.part)
     if partial:
-        size = sum(os.path.getsize(os.path.join(os.path.dirname(path), name)) for name in partial)
+        size = sum(os.path.getsize(name) for name in partial)
         return f"partial download ({size / 1e6:.1f} MB)"
     return "missing"
 
