@@ -8,10 +8,9 @@ import argparse
 import os
 import sys
 
-from dataset.eval_datasets import DavisSet, SequenceError
-from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, add_inference_arguments, build_core, \
-    run_videos
-from model.checkpoint import CheckpointError
+from dataset.eval_datasets import DavisSet
+from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
+    build_core, run_videos
 from util.davis_metrics import evaluate_davis, format_tables, write_tables
 
 SPLIT_FOLDERS = {"val": ("trainval", "val"), "testdev": ("test-dev", "test-dev")}
@@ -37,7 +36,7 @@ def run_davis(args, davis_root, year, split):
     try:
         dataset = DavisSet(davis_root, year, split)
         core = build_core(args)
-    except (SequenceError, CheckpointError, ValueError, RuntimeError) as error:
+    except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
     summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size, args.overwrite)

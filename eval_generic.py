@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 
-from dataset.eval_datasets import FolderSet, SequenceError, SingleVideo
-from inference_core.video_runner import EXIT_SETUP, add_inference_arguments, build_core, run_videos
-from model.checkpoint import CheckpointError
+from dataset.eval_datasets import FolderSet, SingleVideo
+from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
 from util.overlay import OVERLAY_KINDS, write_overlay
 from util.palette import load_annotation, load_frame, load_palette
 
@@ -45,7 +44,7 @@ def main(argv=None):
     try:
         dataset = FolderSet(args.data) if args.data else SingleVideo(args.frames, args.masks)
         core = build_core(args)
-    except (SequenceError, CheckpointError, ValueError, RuntimeError) as error:
+    except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
     hook = overlay_writer(args.output, args.overlay, args.overwrite) if args.overlay else None

@@ -9,9 +9,8 @@ import os
 import sys
 import zipfile
 
-from dataset.eval_datasets import SequenceError, YouTubeSet
-from inference_core.video_runner import EXIT_SETUP, add_inference_arguments, build_core, run_videos
-from model.checkpoint import CheckpointError
+from dataset.eval_datasets import YouTubeSet
+from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
 from util.fileio import atomic_open
 
 
@@ -37,14 +36,15 @@ def main(argv=None):
     try:
         dataset = YouTubeSet(args.yv_path, args.split, args.save_all)
         core = build_core(args)
-    except (SequenceError, CheckpointError, ValueError, RuntimeError) as error:
+    except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
     annotations = os.path.join(args.output, "Annotations")
     summary = run_videos(dataset, core, lambda name: os.path.join(annotations, name), args.size, args.overwrite)
     code = summary.report(core.device)
     if summary.complete:
-        complete = [name for name in dataset.names if name in set(summary.complete)]
+        done = set(summary.complete)
+        complete = [name for name in dataset.names if name in done]
         print(f"Archive for the server: {write_zip(dataset, complete, args.output)}")
         if summary.failures:
             print(f"WARNING: the archive lacks the {len(summary.failures)} failed videos")

@@ -21,12 +21,14 @@ import torch.nn.functional as F
 
 from dataset.eval_datasets import SequenceError, load_objects
 from inference_core.core import InferenceConfig, InferenceCore
-from model.checkpoint import build_network
+from model.checkpoint import CheckpointError, build_network
 from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD
-from util.device import amp_available, pick_device
+from util.device import amp_available, pick_device, synchronize
 from util.palette import load_frame, save_palette_png
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+# What opening a dataset reader or build_core raises for bad input: the scripts exit with EXIT_SETUP.
+SETUP_ERRORS = (SequenceError, CheckpointError, ValueError, RuntimeError)
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1):
@@ -106,11 +108,6 @@ class VideoResult:
     seconds: float
 
 
-def _synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_video(core, spec, out_dir, shorter_side=-1):
     """Segment one video and write its palette PNGs to ``out_dir``.
 
@@ -140,10 +137,10 @@ def run_video(core, spec, out_dir, shorter_side=-1):
         if t in objects.given:
             mask = mask_tensor(objects.to_internal[objects.given[t]], size, device)
             new = [int(objects.to_internal[i]) for i in objects.new_ids[t]]
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         prob = core.step(current, following, mask=mask, new_objects=new)
-        _synchronize(device)
+        synchronize(device)
         seconds += time.perf_counter() - start
         if t in outputs:
             if tuple(prob.shape[-2:]) != tuple(objects.size):
@@ -226,6 +223,7 @@ def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after
             if after_video is not None:
                 after_video(spec, out_dir)
         except Exception as error:  # one bad video must not stop the others
-            summary.failures.append((name, _describe(error)))
-            print(f"{name}: FAILED: {_describe(error)}")
+            message = _describe(error)
+            summary.failures.append((name, message))
+            print(f"{name}: FAILED: {message}")
     return summary

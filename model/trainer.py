@@ -27,7 +27,7 @@ from model.checkpoint import load_network_weights, read_checkpoint
 from model.losses import IMSFRLoss
 from model.network import IMSFR
 from util import distributed
-from util.config import MAX_JUMP_SCHEDULE, TRAIN_COMMON
+from util.config import TRAIN_COMMON
 from util.device import amp_available, pick_device
 from util.fileio import atomic_torch_save
 from util.logger import TrainLogger, prediction_grid
@@ -145,7 +145,7 @@ def seed_everything(seed):
 class TrainingData:
     dataset: torch.utils.data.Dataset
     vos_datasets: list
-    schedule: object  # max_jump schedule (list of (fraction, jump)) or None for static data
+    schedule: str  # name of the max_jump schedule (util.config.MAX_JUMP_SCHEDULE), None for static data
     sampler: DistributedSampler
     batches_per_epoch: int
 
@@ -158,15 +158,13 @@ def build_training_data(args, context):
     check_stage_data(args.stage, roots, youtube=youtube)
     dataset, vos_datasets = build_stage_dataset(args.stage, roots, crop_size=args.crop_size, seed=args.seed,
                                                 youtube=youtube)
-    schedule = max_jump_schedule(args.stage)
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank,
                                  shuffle=True, seed=args.seed)
     batches = len(sampler) // args.batch_size
     if batches == 0:
         raise TrainingError(f"the stage {args.stage} data has {len(dataset)} samples: too few for "
                             f"{context.world_size} process(es) x batch size {args.batch_size}")
-    return TrainingData(dataset, vos_datasets, MAX_JUMP_SCHEDULE[schedule] if schedule else None,
-                        sampler, batches)
+    return TrainingData(dataset, vos_datasets, max_jump_schedule(args.stage), sampler, batches)
 
 
 def _ignore_sigint(_worker_id):
@@ -207,8 +205,7 @@ class StopRequest:
 
     def _handle(self, signum, _frame):
         self.signum = signum
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+        self.restore()
 
     def restore(self):
         for sig, previous in self._previous.items():

@@ -21,7 +21,7 @@ from inference_core.core import InferenceConfig, InferenceCore  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
 from util.config import EVAL_DEFAULTS  # noqa: E402
-from util.device import amp_available, pick_device  # noqa: E402
+from util.device import amp_available, pick_device, synchronize  # noqa: E402
 
 
 def synthetic_video(num_frames, height, width, device, seed=0):
@@ -37,13 +37,12 @@ def synthetic_video(num_frames, height, width, device, seed=0):
 def run(core, frames, mask):
     """Seconds spent in core.step over the video."""
     core.start_video()
-    sync = torch.cuda.synchronize if core.device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(core.device)
     start = time.perf_counter()
     for t, frame in enumerate(frames):
         following = frames[t + 1] if t + 1 < len(frames) else None
         core.step(frame, following, mask=mask if t == 0 else None, new_objects=(1, 2) if t == 0 else ())
-    sync()
+    synchronize(core.device)
     return time.perf_counter() - start
 
 

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from model.network import IMSFR  # noqa: E402
 from model.trainer import Trainer  # noqa: E402
 from util.config import STAGE_DEFAULTS, TRAIN_COMMON  # noqa: E402
-from util.device import amp_available, pick_device  # noqa: E402
+from util.device import amp_available, pick_device, synchronize  # noqa: E402
 
 
 def random_batch(batch_size, size, device, generator):
@@ -67,20 +67,16 @@ def main(argv=None):
     trainer = Trainer(network, device, lr=1e-5, steps=[10**9], amp=amp)
     batch = random_batch(args.batch_size, args.crop_size, device, torch.Generator().manual_seed(0))
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     for i in range(args.warmup):
         trainer.step(batch, i)
-    sync()
+    synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for i in progressbar.progressbar(range(args.iterations), redirect_stdout=False):
         start = time.perf_counter()
         trainer.step(batch, args.warmup + i)
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - start)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

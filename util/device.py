@@ -15,3 +15,9 @@ def pick_device(name=None) -> torch.device:
 def amp_available(device: torch.device) -> bool:
     """Mixed precision is used on CUDA only (CPU autocast is slower for these convs)."""
     return torch.device(device).type == "cuda"
+
+
+def synchronize(device: torch.device):
+    """Wait for the device's queued work (CUDA runs asynchronously), for timing."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

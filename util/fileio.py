@@ -18,27 +18,35 @@ def current_umask():
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb"):
-    """Open a temporary file beside ``path``; rename it to ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
+def atomic_path(path, suffix=".tmp"):
+    """A temporary file name beside ``path`` (for writers that need a name, such
+    as OpenCV's); the file is renamed to ``path`` on success, removed on error."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    os.close(fd)
     try:
         # mkstemp creates the file readable by its owner only; give it the usual mode.
         os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb"):
+    """Open a temporary file beside ``path``; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path, data: bytes):

@@ -1,14 +1,12 @@
 """Overlays for looking at results: mask colours blended over the frames,
 written as a strip of thumbnails (PNG), an animated GIF or an mp4 video."""
 import io
-import os
-import tempfile
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from util.fileio import atomic_write_bytes, current_umask
+from util.fileio import atomic_path, atomic_write_bytes
 from util.palette import DAVIS_PALETTE
 
 OVERLAY_KINDS = {"strip": ".png", "gif": ".gif", "mp4": ".mp4"}
@@ -49,26 +47,16 @@ def _gif_bytes(images, fps):
 
 
 def _write_mp4(path, images, fps):
-    """OpenCV writes to a file name, so the atomic rename is done here."""
+    """OpenCV writes to a file name: give it the temporary one of atomic_path."""
     height, width = images[0].shape[:2]
     height, width = height - height % 2, width - width % 2  # codecs want even sizes
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".mp4", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".mp4") as tmp:
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise OSError(f"{path}: OpenCV cannot write mp4 video here")
         for image in images:
             writer.write(cv2.cvtColor(image[:height, :width], cv2.COLOR_RGB2BGR))
         writer.release()
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_overlay(path, kind, frames, label_maps, palette=DAVIS_PALETTE, fps=10):
