@@ -14,13 +14,10 @@ import os
 import numpy as np
 from PIL import Image
 
+from util.davis_metrics import SequenceError, frame_list_sequences
 from util.palette import DAVIS_PALETTE, load_annotation, load_palette
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-class SequenceError(ValueError):
-    """A video that cannot be processed; the message names the file and the problem."""
 
 
 @dataclasses.dataclass
@@ -141,14 +138,7 @@ class DavisSet:
             return read_list(own, "sequence list")
         # Original DAVIS 2016 list: "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
         listing = os.path.join(self.root, "ImageSets", "480p", f"{self.split}.txt")
-        names = []
-        for line in read_list(listing, f"sequence list (looked for {own} too)"):
-            parts = line.split()[0].strip("/").split("/")
-            if len(parts) < 4 or parts[0] != "JPEGImages":
-                raise SequenceError(f"{listing}: cannot read line '{line}' (expected /JPEGImages/480p/<seq>/<frame>)")
-            if parts[2] not in names:
-                names.append(parts[2])
-        return names
+        return frame_list_sequences(read_list(listing, f"sequence list (looked for {own} too)"), listing)
 
     @property
     def has_ground_truth(self):
@@ -176,14 +166,14 @@ class YouTubeSet:
         all_frames = os.path.join(root, "all_frames", f"{split}_all_frames", "JPEGImages")
         self.frame_dir = all_frames if os.path.isdir(all_frames) else image_dir
         self.save_all = save_all
-        meta_path = os.path.join(self.split_dir, "meta.json")
+        self.meta_path = os.path.join(self.split_dir, "meta.json")
         try:
-            with open(meta_path, encoding="utf-8") as f:
+            with open(self.meta_path, encoding="utf-8") as f:
                 self.meta = json.load(f)["videos"]
         except FileNotFoundError:
-            raise SequenceError(f"{meta_path}: meta.json not found") from None
+            raise SequenceError(f"{self.meta_path}: meta.json not found") from None
         except (ValueError, KeyError, TypeError) as error:
-            raise SequenceError(f"{meta_path}: not a YouTube-VOS meta.json ({error})") from None
+            raise SequenceError(f"{self.meta_path}: not a YouTube-VOS meta.json ({error})") from None
         if not os.path.isdir(image_dir):
             raise SequenceError(f"{image_dir}: video folder not found")
         self.names = sorted(d for d in os.listdir(image_dir) if os.path.isdir(os.path.join(image_dir, d)))
@@ -191,10 +181,9 @@ class YouTubeSet:
     def video(self, name):
         frames = list_frames(os.path.join(self.frame_dir, name))
         index = {stem(p): t for t, p in enumerate(frames)}
-        meta_path = os.path.join(self.split_dir, "meta.json")
         objects = self.meta.get(name, {}).get("objects")
         if not objects:
-            raise SequenceError(f"{meta_path}: no objects listed for video {name}")
+            raise SequenceError(f"{self.meta_path}: no objects listed for video {name}")
         annotation_dir = os.path.join(self.split_dir, "Annotations", name)
         annotations = annotation_paths(annotation_dir, index)
         listed, scored = {}, set()
@@ -202,7 +191,7 @@ class YouTubeSet:
             listed_frames = entry.get("frames") or []
             missing = [f for f in listed_frames if f not in index]
             if missing or not listed_frames:
-                raise SequenceError(f"{meta_path}: object {obj_id} of {name} lists no frames or frames missing "
+                raise SequenceError(f"{self.meta_path}: object {obj_id} of {name} lists no frames or frames missing "
                                     f"from {os.path.join(self.frame_dir, name)} ({missing[:5]})")
             first = index[min(listed_frames)]
             if first not in annotations:

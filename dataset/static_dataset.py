@@ -11,6 +11,7 @@ from dataset import DatasetError
 from dataset.seeding import SeededDataset
 from dataset.transforms import (apply_geometry, random_affine, random_colour_jitter, random_flip,
                                 random_grayscale, random_resize_crop, to_normalised_tensor)
+from dataset.vos_dataset import abbreviated
 from util.palette import load_frame
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
@@ -46,8 +47,7 @@ def find_image_mask_pairs(root):
                 pairs += more_pairs
                 unpaired += more_unpaired
     if unpaired:
-        shown = ", ".join(unpaired[:10]) + (f" and {len(unpaired) - 10} more" if len(unpaired) > 10 else "")
-        warnings.warn(f"{root}: {len(unpaired)} image(s) without a .png mask skipped: {shown}")
+        warnings.warn(f"{root}: {len(unpaired)} image(s) without a .png mask skipped: {abbreviated(unpaired, 10)}")
     if not pairs:
         raise DatasetError(f"{root}: no image/mask pairs (expected name.jpg + name.png, "
                            "directly in the folder or in one level of class folders)")
@@ -133,6 +133,18 @@ class StaticPseudoVideoDataset(SeededDataset):
         }
 
 
+def static_mix_folders(static_root):
+    """([(folder, repeats)] of the STATIC_MIX folders under ``static_root``, [names missing])."""
+    present, missing = [], []
+    for name, repeats in STATIC_MIX.items():
+        folder = os.path.join(static_root, name)
+        if os.path.isdir(folder):
+            present.append((folder, repeats))
+        else:
+            missing.append(name)
+    return present, missing
+
+
 def static_stage_datasets(static_root, crop_size=384, seed=0) -> StaticPseudoVideoDataset:
     """The reference stage-0 mix (STATIC_MIX) under ``static_root`` as one dataset.
 
@@ -143,9 +155,7 @@ def static_stage_datasets(static_root, crop_size=384, seed=0) -> StaticPseudoVid
     if not os.path.isdir(static_root):
         raise DatasetError(f"{static_root}: static data root does not exist "
                            f"(expected folders {', '.join(STATIC_MIX)})")
-    present = [(os.path.join(static_root, name), repeats) for name, repeats in STATIC_MIX.items()
-               if os.path.isdir(os.path.join(static_root, name))]
-    missing = [name for name in STATIC_MIX if not os.path.isdir(os.path.join(static_root, name))]
+    present, missing = static_mix_folders(static_root)
     if not present:
         raise DatasetError(f"{static_root}: none of the static data folders exist "
                            f"(expected {', '.join(STATIC_MIX)})")

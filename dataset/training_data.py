@@ -8,8 +8,8 @@ import os
 
 from dataset import DatasetError
 from dataset.seeding import EpochConcatDataset
-from dataset.static_dataset import STATIC_MIX, find_image_mask_pairs, static_stage_datasets
-from dataset.vos_dataset import VOSDataset, has_usable_video, read_subset
+from dataset.static_dataset import STATIC_MIX, find_image_mask_pairs, static_mix_folders, static_stage_datasets
+from dataset.vos_dataset import VOSDataset, has_usable_video
 from util.config import MAX_JUMP_SCHEDULE, STAGE_DEFAULTS, TRAIN_COMMON
 
 _REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,10 +62,10 @@ def check_stage_data(stage, roots=None, youtube=True):
     problems = []
     if stage_kind(stage) == "static":
         static_root = roots["static_root"]
-        present = [os.path.join(static_root, n) for n in STATIC_MIX if os.path.isdir(os.path.join(static_root, n))]
+        present, _ = static_mix_folders(static_root)
         if not present:
             problems.append(f"{static_root}: none of the static data folders exist (expected {', '.join(STATIC_MIX)})")
-        for folder in present:
+        for folder, _ in present:
             try:
                 find_image_mask_pairs(folder)
             except DatasetError as error:
@@ -77,7 +77,7 @@ def check_stage_data(stage, roots=None, youtube=True):
                 missing.append(subset)
             if missing:
                 problems += [f"{label}: {p} does not exist" for p in missing]
-            elif not has_usable_video(image_root, mask_root, read_subset(subset)):
+            elif not has_usable_video(image_root, mask_root, subset):
                 problems.append(f"{label}: {image_root} has no usable video (need >= 3 frames with "
                                 f".png annotations in {mask_root})")
     if problems:

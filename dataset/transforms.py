@@ -28,8 +28,18 @@ def to_normalised_tensor(image: Image.Image) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- geometry
+class _Resampling:
+    """Geometry ``_apply(img, how)`` run with the image (bicubic, mean fill) or mask (nearest, 0 fill) settings."""
+
+    def image(self, img):
+        return self._apply(img, _IMAGE)
+
+    def mask(self, img):
+        return self._apply(img, _MASK)
+
+
 @dataclass(frozen=True)
-class Affine:
+class Affine(_Resampling):
     angle: float
     scale: float
     shear: tuple
@@ -39,12 +49,6 @@ class Affine:
             return img
         return TF.affine(img, angle=self.angle, translate=[0, 0], scale=self.scale,
                          shear=list(self.shear), **how)
-
-    def image(self, img):
-        return self._apply(img, _IMAGE)
-
-    def mask(self, img):
-        return self._apply(img, _MASK)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Flip:
 
 
 @dataclass(frozen=True)
-class ResizedCrop:
+class ResizedCrop(_Resampling):
     """Crop the box (top, left, height, width), then resize it to ``size`` x ``size``."""
     top: int
     left: int
@@ -70,15 +74,9 @@ class ResizedCrop:
         return TF.resized_crop(img, self.top, self.left, self.height, self.width,
                                [self.size, self.size], interpolation=how["interpolation"])
 
-    def image(self, img):
-        return self._apply(img, _IMAGE)
-
-    def mask(self, img):
-        return self._apply(img, _MASK)
-
 
 @dataclass(frozen=True)
-class ResizeCrop:
+class ResizeCrop(_Resampling):
     """Resize to ``resized_hw`` (shorter side = ``size``), then crop ``size`` x ``size``."""
     resized_hw: tuple
     top: int
@@ -88,12 +86,6 @@ class ResizeCrop:
     def _apply(self, img, how):
         img = TF.resize(img, list(self.resized_hw), interpolation=how["interpolation"])
         return TF.crop(img, self.top, self.left, self.size, self.size)
-
-    def image(self, img):
-        return self._apply(img, _IMAGE)
-
-    def mask(self, img):
-        return self._apply(img, _MASK)
 
 
 def random_affine(rng, degrees, scale=(1.0, 1.0), shear=0.0) -> Affine:

@@ -41,7 +41,8 @@ def check_video_roots(image_root, mask_root):
             raise DatasetError(f"{root}: {what} root does not exist")
 
 
-def _listing(names, limit=20):
+def abbreviated(names, limit=20):
+    """The first ``limit`` names, comma-separated, and how many more there are."""
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -101,7 +102,8 @@ class VOSDataset(SeededDataset):
         if wanted is not None:
             absent = sorted(wanted - set(names))
             if absent:
-                warnings.warn(f"{self.image_root}: {len(absent)} video(s) of the subset not found: {_listing(absent)}")
+                warnings.warn(f"{self.image_root}: {len(absent)} video(s) of the subset not found: "
+                              f"{abbreviated(absent)}")
             names = [n for n in names if n in wanted]
 
         self.videos, self.frames, short = [], {}, []
@@ -115,7 +117,7 @@ class VOSDataset(SeededDataset):
             self.frames[name] = frames
         if short:
             warnings.warn(f"{self.image_root}: {len(short)} video(s) with fewer than {self.num_frames} "
-                          f"annotated frames skipped: {_listing(short)}")
+                          f"annotated frames skipped: {abbreviated(short)}")
         if not self.videos:
             raise DatasetError(f"{self.image_root}: no usable video (need folders of >= {self.num_frames} "
                                f"frames with matching .png annotations in {self.mask_root})")

@@ -266,3 +266,6 @@ def test_davis2016_frame_list_gives_the_sequences(tmp_path):
         "/JPEGImages/480p/blackswan/00001.jpg /Annotations/480p/blackswan/00001.png\n"
         "/JPEGImages/480p/cows/00000.jpg /Annotations/480p/cows/00000.png\n")
     assert read_sequence_list(tmp_path, "2016", "val") == ["blackswan", "cows"]
+    (tmp_path / "ImageSets" / "480p" / "val.txt").write_text("blackswan\n")
+    with pytest.raises(SequenceError, match=r"val\.txt: cannot read line 'blackswan'"):
+        read_sequence_list(tmp_path, "2016", "val")

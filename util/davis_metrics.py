@@ -32,7 +32,7 @@ SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 
 
 class SequenceError(ValueError):
-    """A sequence that cannot be scored; the message names the sequence and the file."""
+    """A sequence (video) that cannot be read or scored; the message names the file and the problem."""
 
 
 # ----------------------------------------------------------------------------- per-frame measures
@@ -266,6 +266,18 @@ class DavisResult:
         return [(o.name, o.j_stats[0], o.f_stats[0]) for o in self.objects]
 
 
+def frame_list_sequences(lines, path):
+    """Sequence names, each once and in order, of the lines of a DAVIS 2016 frame list
+    (``path``): "/JPEGImages/480p/<seq>/<frame>.jpg /Annotations/480p/<seq>/<frame>.png"."""
+    names = {}
+    for line in lines:
+        parts = line.split()[0].strip("/").split("/")
+        if len(parts) < 4 or parts[0] != "JPEGImages":
+            raise SequenceError(f"{path}: cannot read line '{line}' (expected /JPEGImages/480p/<seq>/<frame>)")
+        names[parts[2]] = None
+    return list(names)
+
+
 def read_sequence_list(davis_root, year="2017", split="val"):
     """Sequence names of a split: ``ImageSets/<year>/<split>.txt`` (one name per
     line), or, for the DAVIS 2016 release, ``ImageSets/480p/<split>.txt`` whose
@@ -279,8 +291,8 @@ def read_sequence_list(davis_root, year="2017", split="val"):
             lines = [line.strip() for line in f if line.strip()]
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: sequence list not found (is --davis_path the DAVIS root?)") from None
-    if path == frame_list:  # one line per frame: keep each sequence once, in order
-        lines = list(dict.fromkeys(line.split()[0].strip("/").split("/")[2] for line in lines))
+    if path == frame_list:
+        lines = frame_list_sequences(lines, path)
     if not lines:
         raise ValueError(f"{path}: the sequence list is empty")
     return lines
@@ -341,14 +353,20 @@ def _csv_text(header, rows):
     return buffer.getvalue()
 
 
+def _table_rows(result: DavisResult):
+    """(global row, per-object rows) as text with 3 decimals, 0..1 scale."""
+    table = result.global_table
+    global_row = [f"{table[c]:.3f}" for c in GLOBAL_COLUMNS]
+    return global_row, [[name, f"{j:.3f}", f"{f:.3f}"] for name, j, f in result.sequence_rows]
+
+
 def write_tables(result: DavisResult, results_dir, split="val"):
     """Write the two CSV files of the official toolkit (3 decimals, 0..1 scale); returns their paths."""
     global_path = os.path.join(results_dir, f"global_results-{split}.csv")
     sequence_path = os.path.join(results_dir, f"per-sequence_results-{split}.csv")
-    table = result.global_table
-    atomic_write_text(global_path, _csv_text(GLOBAL_COLUMNS, [[f"{table[c]:.3f}" for c in GLOBAL_COLUMNS]]))
-    rows = [[name, f"{j:.3f}", f"{f:.3f}"] for name, j, f in result.sequence_rows]
-    atomic_write_text(sequence_path, _csv_text(SEQUENCE_COLUMNS, rows))
+    global_row, sequence_rows = _table_rows(result)
+    atomic_write_text(global_path, _csv_text(GLOBAL_COLUMNS, [global_row]))
+    atomic_write_text(sequence_path, _csv_text(SEQUENCE_COLUMNS, sequence_rows))
     return global_path, sequence_path
 
 
@@ -359,9 +377,8 @@ def _aligned(header, rows):
 
 def format_tables(result: DavisResult, split="val") -> str:
     """Both tables as aligned text, like the toolkit's printout."""
-    table = result.global_table
-    global_text = _aligned(GLOBAL_COLUMNS, [[f"{table[c]:.3f}" for c in GLOBAL_COLUMNS]])
-    rows = [[name, f"{j:.3f}", f"{f:.3f}"] for name, j, f in result.sequence_rows]
-    sequence_text = _aligned(SEQUENCE_COLUMNS, rows)
+    global_row, sequence_rows = _table_rows(result)
+    global_text = _aligned(GLOBAL_COLUMNS, [global_row])
+    sequence_text = _aligned(SEQUENCE_COLUMNS, sequence_rows)
     return (f"--------------------------- Global results for {split} ---------------------------\n{global_text}\n\n"
             f"---------- Per sequence results for {split} ----------\n{sequence_text}")
