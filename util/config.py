@@ -18,6 +18,7 @@ TRAIN_COMMON = dict(
     gamma=0.1,
     crop_size=384,
     num_frames=3,
+    frame_sampling="reference",  # the reference's 3-frame law ("uniform": gaps 1..max_jump, no repeats)
     davis_repeat=5,            # DAVIS is repeated 5x next to YouTube-VOS in stages 2/3
     bootstrap_start=20_000,    # plain CE before this iteration
     bootstrap_end=70_000,      # p reaches its final value here
