@@ -19,13 +19,51 @@ class CheckpointError(ValueError):
 def read_checkpoint(path, map_location="cpu"):
     """``torch.load`` with ``weights_only=True`` (a checkpoint is untrusted input)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty (0 bytes; an interrupted copy or download?)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(error)})") from None
+
+
+def _first_line(error):
+    """``Type: first line of the message`` (at most 200 characters), also for an empty message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+# What resuming (train.py --load_model) reads from a full training checkpoint; "scaler" and
+# "rng.cuda" are optional (AMP and CUDA RNG states are restored only where they apply).
+TRAINING_FIELDS = {"network": dict, "optimizer": dict, "scheduler": dict, "args": dict, "rng": dict,
+                   "iteration": int, "epoch": int, "batches_done": int, "batches_per_epoch": int,
+                   "optimizer.state": dict, "optimizer.param_groups": list,
+                   "rng.python": (tuple, list), "rng.torch": torch.Tensor, "rng.numpy": dict,
+                   "rng.numpy.keys": torch.Tensor, "rng.numpy.pos": int, "rng.numpy.has_gauss": int,
+                   "rng.numpy.cached_gaussian": float}
+
+
+def check_training_checkpoint(state, path):
+    """Raise CheckpointError naming ``path`` and the first field of a full training
+    checkpoint that is missing or of the wrong type (see TRAINING_FIELDS)."""
+    for field, kind in TRAINING_FIELDS.items():  # a field comes after its parent, checked to be a dict
+        value = state
+        for part in field.split("."):
+            value = value.get(part)
+            if value is None:
+                break
+        if value is None:
+            hint = "" if field == "network" else " (--load_network can start a new run from its weights)"
+            raise CheckpointError(f"{path}: training checkpoint has no '{field}' field; it cannot be resumed "
+                                  f"with --load_model{hint}")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise CheckpointError(f"{path}: training checkpoint field '{field}' is a {type(value).__name__}, "
+                                  f"expected {names}; it cannot be resumed with --load_model")
 
 
 def extract_state_dict(obj, source="checkpoint"):
