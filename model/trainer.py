@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from dataset.curriculum import max_jump_at
 from dataset.training_data import build_stage_dataset, check_stage_data, max_jump_schedule
-from model.checkpoint import load_network_weights, read_checkpoint
+from model.checkpoint import check_training_checkpoint, load_network_weights, read_checkpoint
 from model.losses import IMSFRLoss
 from model.network import IMSFR
 from util import distributed
@@ -236,6 +236,7 @@ def read_training_state(path, args):
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not a full training checkpoint of this project "
                             f"(--load_model needs <id>_checkpoint.pth; use --load_network for weights)")
+    check_training_checkpoint(state, path)  # names a missing field instead of a KeyError
     saved = state["args"]
     differences = [f"--{name} {saved.get(name)} (now {getattr(args, name)})" for name in SCHEDULE_ARGS
                    if saved.get(name) != getattr(args, name)]
