@@ -60,7 +60,8 @@ def make_data(args):
 def train_network(args, train_root):
     save_dir = os.path.join(args.output, "saves")
     steps = [max(1, int(args.iterations * 0.8))]
-    argv = ["--stage", "3", "--id", "quickstart", "--main_data", "davis", "--davis_root", train_root,
+    # Synthetic videos are not in the reference's training list: --no_subset (ImageSets/2017/train.txt).
+    argv = ["--stage", "3", "--id", "quickstart", "--main_data", "davis", "--davis_root", train_root, "--no_subset",
             # From scratch (no ImageNet weights), BatchNorm learns its statistics.
             "--key_backbone", args.key_backbone, "--no_pretrained", "--train_bn", "--crop_size", str(args.crop_size),
             "--batch_size", str(args.batch_size), "--iterations", str(args.iterations),

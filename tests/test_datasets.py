@@ -12,9 +12,8 @@ from torch.utils.data import DataLoader
 from dataset import DatasetError
 from dataset.curriculum import max_jump_at
 from dataset.seeding import EpochConcatDataset, item_rng
-from dataset.static_dataset import (STATIC_MIX, StaticPseudoVideoDataset, load_binary_mask,
-                                    static_stage_datasets)
-from dataset.training_data import build_stage_dataset, check_stage_data, max_jump_schedule
+from dataset.static_dataset import STATIC_MIX, StaticPseudoVideoDataset, load_static_mask, static_stage_datasets
+from dataset.training_data import NO_SUBSETS, build_stage_dataset, check_stage_data, max_jump_schedule
 from dataset.vos_dataset import VOSDataset, select_targets
 from util.config import IMAGENET_MEAN, IMAGENET_STD
 from util.palette import save_palette_png
@@ -76,7 +75,7 @@ def is_axis_aligned_box(mask):
 
 
 def frame_numbers(sample):
-    return [int(os.path.splitext(name)[0]) for name in sample["info"]["frames"]]
+    return [int(os.path.splitext(name)[0]) for name in sample["info"]["frame_names"]]
 
 
 @pytest.fixture
@@ -106,7 +105,11 @@ def test_vos_sample_format_and_object_semantics(vos_root):
             assert set(s["gt"].unique().tolist()) <= {0.0, 1.0} and s["gt"][0].sum() > 0
             assert torch.equal(s["cls_gt"], (s["gt"][:, 0] + 2 * s["sec_gt"][:, 0]).long())
             assert not (s["gt"] * s["sec_gt"]).any()
-            assert s["info"]["name"] == dataset.videos[index] and len(s["info"]["frames"]) == 3
+            info = s["info"]
+            assert info["video"] == dataset.videos[index] and info["dataset"] == "JPEGImages"
+            assert info["num_frames"] == (12, 10)[index] and info["max_jump"] == 5
+            assert info["frame_names"] == [f"{i:05d}.jpg" for i in info["frames"]]
+            assert (info["objects"][0] in (1, 2)) and info["objects"][1] == (3 - info["objects"][0] if two else 0)
             if two:
                 assert s["selector"].tolist() == [1.0, 1.0] and s["info"]["num_objects"] == 2
                 assert s["sec_gt"][0].sum() > 0 and set(s["cls_gt"].unique().tolist()) == {0, 1, 2}
@@ -116,12 +119,13 @@ def test_vos_sample_format_and_object_semantics(vos_root):
             assert_mask_follows_image(s)
 
 
-def test_per_frame_affine_warps_boxes_except_for_bl30k(vos_root):
-    # Flip and resized crop keep a box a box; the per-frame rotation/shear does not.
-    warped = [is_axis_aligned_box(vos(vos_root, seed=seed)[1]["gt"][t, 0]) for seed in range(3) for t in range(3)]
-    assert not all(warped)
-    bl30k = vos(vos_root, is_bl30k=True)
-    assert all(is_axis_aligned_box(bl30k[1]["gt"][t, 0]) for t in range(3))
+@pytest.mark.parametrize("is_bl30k", [False, True])
+def test_per_frame_affine_warps_boxes_bl30k_included(vos_root, is_bl30k):
+    # Flip and resized crop keep a box a box; the per-frame rotation/shear (15 deg, shear 10,
+    # which the reference applies to BL30K as to DAVIS/YouTube-VOS) does not.
+    boxes = [is_axis_aligned_box(vos(vos_root, seed=seed, is_bl30k=is_bl30k)[1]["gt"][t, 0])
+             for seed in range(3) for t in range(3)]
+    assert not any(boxes)
 
 
 def test_both_objects_are_picked_as_first_target(vos_root):
@@ -136,10 +140,10 @@ def test_both_objects_are_picked_as_first_target(vos_root):
     assert lower_first == {True, False}
 
 
-def test_frame_gaps_and_time_reversal(tmp_path):
+def test_uniform_frame_gaps_and_time_reversal(tmp_path):
     root = str(tmp_path / "vos")
     write_video(root, "long", one_object_frames(40))
-    dataset = vos(root, max_jump=4)
+    dataset = vos(root, max_jump=4, frame_sampling="uniform")
     orders, gaps = set(), set()
     for epoch in range(16):
         dataset.set_epoch(epoch)
@@ -170,7 +174,7 @@ def test_annotation_stride_divides_the_jump(tmp_path):
     write_video(root, "every_fifth_frame", one_object_frames(30), frame_names=names)
     # All frames present as images, only every 5th annotated (and thus sampled).
     write_video(root, "all_frames", one_object_frames(60), annotated=set(range(0, 60, 5)))
-    dataset = vos(root, max_jump=10, annotation_stride=5)
+    dataset = vos(root, max_jump=10, annotation_stride=5, frame_sampling="uniform")
     steps_seen = set()
     for epoch in range(12):
         dataset.set_epoch(epoch)
@@ -182,7 +186,18 @@ def test_annotation_stride_divides_the_jump(tmp_path):
             steps_seen.update(steps)
     assert steps_seen == {5, 10}
     dataset.set_max_jump(7)  # 7 // 5 = 1 annotated frame apart
+    assert dataset.jump == 1 and dataset[0]["info"]["max_jump"] == 1
     assert all(np.diff(sorted(frame_numbers(dataset[0]))).tolist() == [5, 5] for _ in range(3))
+    # The reference law on the stride: steps of 1..j+1 annotated frames (j = 10 // 5 = 2), or 0 when clipped.
+    reference = vos(root, max_jump=10, annotation_stride=5)
+    steps = set()
+    for epoch in range(20):
+        reference.set_epoch(epoch)
+        sample = reference[0]
+        numbers, indices = frame_numbers(sample), sample["info"]["frames"]
+        assert numbers == [5 * i for i in indices]
+        steps.update(np.abs(np.diff(numbers)).tolist())
+    assert steps <= {0, 5, 10, 15} and {5, 10, 15} <= steps
 
 
 def test_retries_until_the_first_frame_shows_an_object(tmp_path):
@@ -195,28 +210,51 @@ def test_retries_until_the_first_frame_shows_an_object(tmp_path):
     for epoch in range(8):
         dataset.set_epoch(epoch)
         s = dataset[1]
-        assert s["info"]["name"] == "late"
+        assert s["info"]["video"] == "late"
         found += bool(s["gt"][0].sum() > 0)
         empty = dataset[0]
         assert not empty["gt"].any() and not empty["sec_gt"].any() and not empty["cls_gt"].any()
         assert empty["selector"].tolist() == [1.0, 0.0] and empty["info"]["num_objects"] == 0
+        assert empty["info"]["attempts"] == 5 and empty["info"]["objects"] == [0, 0]
     assert found >= 6
 
 
-def test_bl30k_counts_only_objects_large_in_the_first_frame():
+def square_frames(sizes, label=1, shape=(60, 60)):
+    """Label maps with one square of side sizes[t] (None = absent) in the corner."""
+    frames = np.zeros((len(sizes), *shape), np.uint8)
+    for t, side in enumerate(sizes):
+        if side:
+            frames[t, :side, :side] = label
+    return frames
+
+
+@pytest.mark.parametrize("sizes, kept", [
+    ((5, 5, 5), False),       # 25 px: too small in the first frame, even if it stays small
+    ((15, 40, 40), False),    # 225 px growing to 1600 px: a cut-off object
+    ((15, 40, 15), False),    # large in one other frame is enough to drop it
+    ((15, 15, 19), True),     # small and staying under 400 px: kept
+    ((15, 20, 15), False),    # exactly 400 px later is not "fewer than 400"
+    ((40, 40, 40), True),     # 1600 px > 900 px: kept whatever follows
+    ((31, 60, 60), True),     # 961 px > 900 px
+    ((30, 10, 10), True),     # 900 px is not > 900, but stays small
+    ((30, 25, 10), False),
+    ((11, None, None), True), # 121 px, absent later
+    ((10, None, None), False),  # exactly 100 px is not > 100
+])
+def test_bl30k_object_rule(sizes, kept):
     rng = item_rng(0, 0, 0)
-    big, tiny = np.zeros((3, 40, 40), np.uint8), np.zeros((3, 40, 40), np.uint8)
-    big[:, 0:20, 0:20] = 1          # 400 px everywhere
-    tiny[:, 0:20, 0:20] = 1
-    tiny[0, 30:35, 30:35] = 2       # 25 px in frame 0 ...
-    tiny[1:, 20:40, 20:40] = 2      # ... but 400 px later: a cut-off object, not counted
-    assert select_targets(tiny, rng, is_bl30k=True) == (1, None)
-    assert select_targets(tiny, rng, is_bl30k=False)[1] in (1, 2)
-    stays_small = tiny.copy()
-    stays_small[1:, 20:40, 20:40] = 0
-    stays_small[1:, 30:35, 30:35] = 2  # small throughout: counted
-    assert sorted(select_targets(stays_small, rng, is_bl30k=True)) == [1, 2]
-    assert select_targets(big, rng, is_bl30k=True) == (1, None)
+    masks = square_frames(sizes)
+    assert select_targets(masks, rng, is_bl30k=True) == ((1, None) if kept else (None, None))
+    assert select_targets(masks, rng, is_bl30k=False) == (1, None)  # DAVIS / YouTube-VOS: every label
+
+
+def test_bl30k_rule_picks_among_counted_labels():
+    rng = item_rng(0, 0, 0)
+    masks = square_frames((40, 40, 40), label=3)
+    masks[:, 50:55, 50:55] = 7        # 25 px: dropped
+    masks[0, 30:45, 0:15] = 9         # 225 px growing to 40x40: dropped
+    masks[1:, 20:60, 0:40] = 9
+    assert select_targets(masks, rng, is_bl30k=True) == (3, None)
     assert select_targets(np.zeros((3, 4, 4), np.uint8), rng, is_bl30k=False) == (None, None)
 
 
@@ -252,7 +290,7 @@ def test_concat_copies_differ_and_set_epoch_is_forwarded(vos_root):
     part = vos(vos_root)
     both = EpochConcatDataset([part, part], seed=1)
     assert len(both) == 4
-    assert both[0]["info"]["name"] == both[2]["info"]["name"] == "a_two"
+    assert both[0]["info"]["video"] == both[2]["info"]["video"] == "a_two"
     assert not torch.equal(both[0]["rgb"], both[2]["rgb"])
     first = both[0]["rgb"]
     both.set_epoch(3)
@@ -293,7 +331,15 @@ def test_subset_by_set_or_file(vos_root, tmp_path):
     listing.write_text("a_two\n\nb_one\n")
     assert vos(vos_root, subset=str(listing)).videos == ["a_two", "b_one"]
     with pytest.warns(UserWarning, match="1 video.*not found: ghost"):
-        assert vos(vos_root, subset={"a_two", "ghost"}).videos == ["a_two"]
+        dataset = vos(vos_root, subset={"a_two", "ghost"})
+    assert dataset.videos == ["a_two"]
+    assert dataset.selection_summary() == ("JPEGImages: 1 video(s) kept, 1 skipped (not listed in the given "
+                                           "subset); 1 listed video(s) not found")
+    assert vos(vos_root).selection_summary() == ""
+    listing.write_text("other\n")
+    with pytest.warns(UserWarning, match="not found: other"), \
+            pytest.raises(DatasetError, match=r"JPEGImages: none of its 2 videos is listed in .*subset.txt"):
+        vos(vos_root, subset=str(listing))
     with pytest.raises(DatasetError, match="missing.txt: cannot read the video subset list"):
         vos(vos_root, subset=str(tmp_path / "missing.txt"))
 
@@ -318,16 +364,19 @@ def test_static_layouts_and_sample_format(tmp_path):
     write_static_pair(tmp_path / "fss" / "dog", "1", mode="RGB")
     dataset = StaticPseudoVideoDataset([(str(tmp_path / "flat"), 3), tmp_path / "fss"], crop_size=CROP, seed=0)
     assert len(dataset) == 3 * 2 + 2
-    names = [dataset[i]["info"]["name"] for i in range(len(dataset))]
-    assert names == ["flat/x.jpg", "flat/y.jpg"] * 3 + ["cat/1.jpg", "dog/1.jpg"]
+    names = [(dataset[i]["info"]["dataset"], dataset[i]["info"]["video"]) for i in range(len(dataset))]
+    assert names == [("flat", "flat/x.jpg"), ("flat", "flat/y.jpg")] * 3 + [("fss", "cat/1.jpg"), ("fss", "dog/1.jpg")]
     for i in range(len(dataset)):
         s = dataset[i]
         assert s["rgb"].shape == (3, 3, CROP, CROP) and s["gt"].shape == s["sec_gt"].shape == (3, 1, CROP, CROP)
-        assert s["cls_gt"].dtype == torch.int64 and torch.equal(s["cls_gt"], s["gt"][:, 0].long())
-        assert set(s["gt"].unique().tolist()) == {0.0, 1.0} and not s["sec_gt"].any()
+        # gt: the soft mask (warped bicubically); cls_gt thresholds it at 0.5.
+        assert s["cls_gt"].dtype == torch.int64 and torch.equal(s["cls_gt"], (s["gt"][:, 0] > 0.5).long())
+        assert 0 <= s["gt"].min() and s["gt"].max() <= 1 and not s["sec_gt"].any()
+        assert {0, 1} <= set(s["cls_gt"].unique().tolist())
+        assert s["info"]["frames"] == [0, 0, 0] and s["info"]["objects"] == [1, 0] and len(s["info"]["tps"]) == 3
         assert s["selector"].tolist() == [1.0, 0.0] and s["info"]["num_objects"] == 1
         assert -2.2 < s["rgb"].min() and s["rgb"].max() < 2.7
-        assert_mask_follows_image(s)
+        assert_mask_follows_image({**s, "gt": (s["gt"] > 0.5).float()})
     # Pseudo frames differ from each other (per-frame warps), the repeats from each other.
     s = dataset[0]
     assert not torch.equal(s["gt"][0], s["gt"][1])
@@ -336,16 +385,16 @@ def test_static_layouts_and_sample_format(tmp_path):
     assert torch.equal(dataset[5]["rgb"], StaticPseudoVideoDataset([(str(tmp_path / "flat"), 3)], CROP)[5]["rgb"])
 
 
-def test_binary_masks_by_mode(tmp_path):
+def test_static_masks_by_mode(tmp_path):
     gray = np.array([[0, 100, 128, 255]], np.uint8)
     Image.fromarray(gray).save(tmp_path / "l.png")
-    assert load_binary_mask(tmp_path / "l.png").tolist() == [[False, False, True, True]]
+    assert load_static_mask(tmp_path / "l.png").tolist() == [[0, 100, 128, 255]]  # gray values kept, as convert('L')
     save_palette_png(tmp_path / "p.png", np.array([[0, 1, 2, 0]], np.uint8))
-    assert load_binary_mask(tmp_path / "p.png").tolist() == [[False, True, True, False]]
+    assert load_static_mask(tmp_path / "p.png").tolist() == [[0, 255, 255, 0]]
     Image.fromarray(np.array([[0.2, 0.7]], np.float32), mode="F").save(tmp_path / "f.tif")
-    assert load_binary_mask(tmp_path / "f.tif").tolist() == [[False, True]]
+    assert load_static_mask(tmp_path / "f.tif").tolist() == [[51, 178]]
     with pytest.raises(DatasetError, match="nothing.png: mask file not found"):
-        load_binary_mask(tmp_path / "nothing.png")
+        load_static_mask(tmp_path / "nothing.png")
 
 
 def test_static_folder_errors_and_warnings(tmp_path):
@@ -406,23 +455,26 @@ def make_main_roots(tmp_path):
 def test_main_stage_assembly(tmp_path):
     roots = make_main_roots(tmp_path)
     for stage in (2, 3):
-        check_stage_data(stage, roots)
-        dataset, parts = build_stage_dataset(stage, roots, crop_size=CROP, seed=0)
+        check_stage_data(stage, roots, subsets=NO_SUBSETS)
+        dataset, parts = build_stage_dataset(stage, roots, crop_size=CROP, seed=0, subsets=NO_SUBSETS)
         davis, youtube = parts
         assert davis.videos == ["d1", "d2"] and youtube.videos == ["y1"]
         assert davis.max_jump == youtube.max_jump == 5 and youtube.annotation_stride == 5
         assert len(dataset) == 5 * 2 + 1
-        assert [dataset[i]["info"]["name"] for i in (0, 1, 8, 9, 10)] == ["d1", "d2", "d1", "d2", "y1"]
+        assert [dataset[i]["info"]["video"] for i in (0, 1, 8, 9, 10)] == ["d1", "d2", "d1", "d2", "y1"]
         dataset.set_epoch(4)
         assert davis.epoch == youtube.epoch == 4
-    _, parts = build_stage_dataset(2, roots, crop_size=CROP, seed=0, max_jump=15)
-    assert [p.max_jump for p in parts] == [15, 15]
+    _, parts = build_stage_dataset(2, roots, crop_size=CROP, seed=0, max_jump=15, subsets=NO_SUBSETS,
+                                   frame_sampling="uniform")
+    assert [p.max_jump for p in parts] == [15, 15] and [p.frame_sampling for p in parts] == ["uniform"] * 2
+    assert [p.name for p in parts] == ["DAVIS", "YouTube-VOS"] and parts[0].frame_sampling == "uniform"
 
 
 def test_bl30k_and_static_stage_assembly(tmp_path):
     write_video(str(tmp_path / "BL30K"), "v", one_object_frames(4))
     dataset, parts = build_stage_dataset(1, {"bl30k_root": str(tmp_path / "BL30K")}, crop_size=CROP)
     assert parts == [dataset] and dataset.is_bl30k and dataset[0]["rgb"].shape == (3, 3, CROP, CROP)
+    assert dataset[0]["info"]["dataset"] == "BL30K" and dataset.frame_sampling == "reference"
     write_static_pair(tmp_path / "static" / "ecssd", "e")
     with pytest.warns(UserWarning):
         dataset, parts = build_stage_dataset(0, {"static_root": str(tmp_path / "static")}, crop_size=CROP)
@@ -432,7 +484,7 @@ def test_bl30k_and_static_stage_assembly(tmp_path):
 def test_check_stage_data_lists_every_problem(tmp_path):
     roots = {"davis_root": str(tmp_path / "DAVIS"), "yv_root": str(tmp_path / "YT")}
     with pytest.raises(DatasetError) as error:
-        check_stage_data(3, roots)
+        check_stage_data(3, roots, subsets=NO_SUBSETS)
     message = str(error.value)
     for missing in (os.path.join("DAVIS", "JPEGImages", "480p"), os.path.join("ImageSets", "2017", "train.txt"),
                     os.path.join("YT", "Annotations")):
@@ -452,7 +504,7 @@ def test_davis_only_main_data_needs_no_youtube_root(tmp_path):
     make_davis_dataset(tmp_path / "davis", num_sequences=2, num_frames=4, size=(32, 48), splits=("train",))
     roots = {"davis_root": tmp_path / "davis", "yv_root": tmp_path / "absent"}
     with pytest.raises(DatasetError, match="YouTube-VOS"):
-        check_stage_data(3, roots)
-    check_stage_data(3, roots, youtube=False)
-    dataset, parts = build_stage_dataset(3, roots, crop_size=32, youtube=False)
+        check_stage_data(3, roots, subsets=NO_SUBSETS)
+    check_stage_data(3, roots, youtube=False, subsets=NO_SUBSETS)
+    dataset, parts = build_stage_dataset(3, roots, crop_size=32, youtube=False, subsets=NO_SUBSETS)
     assert len(dataset) == 2 and len(parts) == 1

@@ -8,6 +8,7 @@ import argparse
 import os
 
 from dataset.training_data import DEFAULT_ROOTS  # the reference's layout beside the repository
+from dataset.vos_dataset import FRAME_SAMPLING
 from util.config import STAGE_DEFAULTS, TRAIN_COMMON
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,8 @@ DEBUG_IMAGE_EVERY = 20
 
 # A resumed run must keep these as saved, or it would not continue the same run.
 SCHEDULE_ARGS = ("stage", "iterations", "steps", "lr", "batch_size", "seed", "crop_size", "key_backbone",
-                 "main_data", "bootstrap_start", "bootstrap_end", "world_size", "train_bn")
+                 "main_data", "bootstrap_start", "bootstrap_end", "world_size", "train_bn", "frame_sampling",
+                 "no_subset")
 
 
 def _positive_int(text):
@@ -41,6 +43,27 @@ def _positive_float(text):
     return value
 
 
+def add_data_arguments(parser):
+    """The training-data flags (shared with scripts/preview_training_data.py); returns their group."""
+    data = parser.add_argument_group("data")
+    for name, path in DEFAULT_ROOTS.items():
+        data.add_argument(f"--{name}", default=path, help=f"default: {path}")
+    data.add_argument("--main_data", choices=("davis+youtube", "davis"), default="davis+youtube",
+                      help="stages 2/3: DAVIS x5 with YouTube-VOS (paper), or DAVIS only (quick experiments)")
+    data.add_argument("--crop_size", type=_positive_int, default=TRAIN_COMMON["crop_size"])
+    data.add_argument("--frame_sampling", choices=FRAME_SAMPLING, default=TRAIN_COMMON["frame_sampling"],
+                      help="stages 1-3: the reference's law of the 3 frames (default; clipping repeats frames "
+                           "and never draws the last one) or uniform gaps 1..max_jump")
+    data.add_argument("--no_subset", action="store_true",
+                      help="train on every DAVIS (ImageSets/2017/train.txt) and YouTube-VOS video instead of "
+                           "the reference's lists in dataset/subsets/ (needed for data of your own)")
+    data.add_argument("--davis_subset", metavar="FILE", help="DAVIS training videos, one name a line "
+                                                              "(default: dataset/subsets/davis_subset.txt)")
+    data.add_argument("--yv_subset", metavar="FILE", help="YouTube-VOS training videos, one name a line "
+                                                           "(default: dataset/subsets/yv_subset.txt)")
+    return data
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train IMSFR: stage 0 (static images), 1 (BL30K), 2 (main data after BL30K), "
@@ -50,8 +73,8 @@ def build_parser():
 
     schedule = parser.add_argument_group("schedule (default: the stage's values in util/config.py)")
     schedule.add_argument("--lr", type=_positive_float)
-    schedule.add_argument("--batch_size", type=_positive_int, help="per process")
-    schedule.add_argument("--iterations", type=_positive_int)
+    schedule.add_argument("-b", "--batch_size", type=_positive_int, help="per process")
+    schedule.add_argument("-i", "--iterations", type=_positive_int)
     schedule.add_argument("--steps", type=_positive_int, nargs="+", help="iterations at which the lr drops x0.1")
     schedule.add_argument("--bootstrap_start", type=_non_negative_int, default=TRAIN_COMMON["bootstrap_start"],
                           help="plain cross-entropy before this iteration")
@@ -59,12 +82,7 @@ def build_parser():
                           help="the hardest-pixel fraction reaches its final value here")
     schedule.add_argument("--seed", type=int, default=0)
 
-    data = parser.add_argument_group("data")
-    for name, path in DEFAULT_ROOTS.items():
-        data.add_argument(f"--{name}", default=path, help=f"default: {path}")
-    data.add_argument("--main_data", choices=("davis+youtube", "davis"), default="davis+youtube",
-                      help="stages 2/3: DAVIS x5 with YouTube-VOS (paper), or DAVIS only (quick experiments)")
-    data.add_argument("--crop_size", type=_positive_int, default=TRAIN_COMMON["crop_size"])
+    data = add_data_arguments(parser)
     data.add_argument("--num_workers", type=_non_negative_int, default=TRAIN_COMMON["num_workers"],
                       help="data-loading processes per training process")
 
