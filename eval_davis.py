@@ -11,6 +11,7 @@ import sys
 from dataset.eval_datasets import DavisSet
 from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
     build_core, run_videos
+from inference_core.output_guard import refuse_overlap
 from util.davis_metrics import evaluate_davis, format_tables, write_tables
 
 SPLIT_FOLDERS = {"val": ("trainval", "val"), "testdev": ("test-dev", "test-dev")}
@@ -35,6 +36,7 @@ def run_davis(args, davis_root, year, split):
     """Run a DAVIS split into ``args.output``/<sequence>/ and evaluate it when ground truth exists."""
     try:
         dataset = DavisSet(davis_root, year, split)
+        refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
     except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,6 +11,7 @@ import os
 import sys
 
 from dataset.eval_datasets import FolderSet, SingleVideo
+from inference_core.output_guard import refuse_overlap
 from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
 from util.overlay import OVERLAY_KINDS, write_overlay
 from util.palette import load_annotation, load_frame, load_palette
@@ -43,6 +44,7 @@ def main(argv=None):
         parser.error("--frames and --masks go together")
     try:
         dataset = FolderSet(args.data) if args.data else SingleVideo(args.frames, args.masks)
+        refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
     except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,7 +10,9 @@ import sys
 import zipfile
 
 from dataset.eval_datasets import YouTubeSet
-from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
+from inference_core.output_guard import refuse_overlap
+from inference_core.video_runner import EXIT_FAILED, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
+    build_core, run_videos
 from util.fileio import atomic_open
 
 
@@ -35,6 +37,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         dataset = YouTubeSet(args.yv_path, args.split, args.save_all)
+        refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
     except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -45,7 +48,13 @@ def main(argv=None):
     if summary.complete:
         done = set(summary.complete)
         complete = [name for name in dataset.names if name in done]
-        print(f"Archive for the server: {write_zip(dataset, complete, args.output)}")
+        try:
+            print(f"Archive for the server: {write_zip(dataset, complete, args.output)}")
+        except (OSError, *SETUP_ERRORS) as error:
+            # The PNGs stay where they are; only the archive is missing.
+            print(f"error: could not write the archive {os.path.normpath(args.output)}.zip ({error}); "
+                  f"the results are in {annotations}", file=sys.stderr)
+            return max(code, EXIT_FAILED)
         if summary.failures:
             print(f"WARNING: the archive lacks the {len(summary.failures)} failed videos")
     return code

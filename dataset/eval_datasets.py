@@ -14,6 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from inference_core.output_guard import plain_name
 from util.davis_metrics import SequenceError, frame_list_sequences
 from util.palette import DAVIS_PALETTE, load_annotation, load_palette
 
@@ -78,10 +79,37 @@ def image_size(path):
 
 
 def read_list(path, what):
+    return [line for _, line in read_numbered_list(path, what)]
+
+
+def read_numbered_list(path, what):
+    """[(line number, stripped line)] of the non-blank lines of a text file."""
     if not os.path.isfile(path):
         raise SequenceError(f"{path}: {what} not found")
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise SequenceError(f"{path}: cannot read the {what} ({error})") from None
+
+
+def check_name(name, where):
+    """A video name that builds an output path must be one plain path component."""
+    if not plain_name(name):
+        raise SequenceError(f"{where}: {name!r} is not a video name (it is empty, absolute, '.' or '..', or "
+                            "contains a path separator); refusing to build a path from it")
+    return name
+
+
+def check_davis_numbering(frames):
+    """DAVIS frames are numbered 00000, 00001, ... without gaps, so that frame t is the t-th file
+    and the first-frame annotation is 00000.png: report the first frame that breaks this."""
+    for t, path in enumerate(frames):
+        name = stem(path)
+        if not (name.isdigit() and int(name) == t):
+            expected = os.path.join(os.path.dirname(path), f"{t:0{max(5, len(name))}d}{os.path.splitext(path)[1]}")
+            raise SequenceError(f"{expected}: frame not found (DAVIS frames are numbered from 00000 without gaps; "
+                                f"the next frame file is {os.path.basename(path)})")
 
 
 def load_objects(spec: VideoSpec) -> VideoObjects:
@@ -131,21 +159,28 @@ class DavisSet:
         self.names = self._sequence_names()
 
     def _sequence_names(self):
-        if self.year == "2017":
-            return read_list(os.path.join(self.root, "ImageSets", "2017", f"{self.split}.txt"), "sequence list")
-        own = os.path.join(self.root, "ImageSets", "2016", f"{self.split}.txt")
-        if os.path.isfile(own):
-            return read_list(own, "sequence list")
+        """The names of the split's list; each must be a plain folder name (it builds the output path)."""
+        own = os.path.join(self.root, "ImageSets", self.year, f"{self.split}.txt")
+        if self.year == "2017" or os.path.isfile(own):
+            return [check_name(line, f"{own}: line {n}") for n, line in read_numbered_list(own, "sequence list")]
         # Original DAVIS 2016 list: "/JPEGImages/480p/<seq>/00000.jpg /Annotations/480p/<seq>/00000.png"
         listing = os.path.join(self.root, "ImageSets", "480p", f"{self.split}.txt")
-        return frame_list_sequences(read_list(listing, f"sequence list (looked for {own} too)"), listing)
+        names = {}
+        for n, line in read_numbered_list(listing, f"sequence list (looked for {own} too)"):
+            for name in frame_list_sequences([line], listing):
+                names[check_name(name, f"{listing}: line {n}")] = None
+        return list(names)
 
     @property
     def has_ground_truth(self):
         return os.path.isdir(os.path.join(self.root, "Annotations", "480p")) and self.split == "val"
 
+    def input_folders(self):
+        return [os.path.join(self.root, "JPEGImages", "480p"), os.path.join(self.root, "Annotations", "480p")]
+
     def video(self, name):
-        frames = list_frames(os.path.join(self.root, "JPEGImages", "480p", name))
+        frames = list_frames(os.path.join(self.root, "JPEGImages", "480p", check_name(name, "sequence name")))
+        check_davis_numbering(frames)
         first = os.path.join(self.root, "Annotations", "480p", name, stem(frames[0]) + ".png")
         if not os.path.isfile(first):
             raise SequenceError(f"{first}: first-frame annotation not found")
@@ -169,17 +204,25 @@ class YouTubeSet:
         self.meta_path = os.path.join(self.split_dir, "meta.json")
         try:
             with open(self.meta_path, encoding="utf-8") as f:
-                self.meta = json.load(f)["videos"]
+                meta = json.load(f)
         except FileNotFoundError:
             raise SequenceError(f"{self.meta_path}: meta.json not found") from None
-        except (ValueError, KeyError, TypeError) as error:
+        except OSError as error:
+            raise SequenceError(f"{self.meta_path}: cannot read meta.json ({error.strerror or error})") from None
+        except ValueError as error:
             raise SequenceError(f"{self.meta_path}: not a YouTube-VOS meta.json ({error})") from None
+        self.meta = check_meta(meta, self.meta_path)
         if not os.path.isdir(image_dir):
             raise SequenceError(f"{image_dir}: video folder not found")
-        self.names = sorted(d for d in os.listdir(image_dir) if os.path.isdir(os.path.join(image_dir, d)))
+        self.names = sorted(check_name(d, image_dir) for d in os.listdir(image_dir)
+                            if os.path.isdir(os.path.join(image_dir, d)))
+        self.input_dirs = sorted({self.frame_dir, image_dir, os.path.join(self.split_dir, "Annotations")})
+
+    def input_folders(self):
+        return self.input_dirs
 
     def video(self, name):
-        frames = list_frames(os.path.join(self.frame_dir, name))
+        frames = list_frames(os.path.join(self.frame_dir, check_name(name, "video name")))
         index = {stem(p): t for t, p in enumerate(frames)}
         objects = self.meta.get(name, {}).get("objects")
         if not objects:
@@ -201,6 +244,35 @@ class YouTubeSet:
             scored.update(index[f] for f in listed_frames)
         saved = None if self.save_all else sorted(scored)
         return VideoSpec(name, frames, annotations, saved_frames=saved, listed_objects=listed)
+
+
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "a boolean", type(None): "null"}
+
+
+def check_meta(meta, path):
+    """The ``videos`` mapping of a parsed YouTube-VOS meta.json, after checking every field it is read by:
+    {video: {"objects": {"<id 1..255>": {"frames": ["<frame>", ...]}}}}; errors name the file and the field."""
+    def expect(value, kind, field, what):
+        if not isinstance(value, kind):
+            raise SequenceError(f"{path}: field {field} must be {what}, got {JSON_TYPES.get(type(value), 'a value')}")
+        return value
+
+    videos = expect(meta, dict, "(top level)", 'an object with the field "videos"').get("videos")
+    if videos is None and "videos" not in meta:
+        raise SequenceError(f'{path}: field "videos" is missing')
+    for name, entry in expect(videos, dict, '"videos"', "an object (video name -> entry)").items():
+        check_name(name, f'{path}: field "videos"')
+        objects = expect(entry, dict, f'"videos.{name}"', 'an object with the field "objects"').get("objects", {})
+        for obj_id, obj in expect(objects, dict, f'"videos.{name}.objects"', "an object (object id -> entry)").items():
+            field = f'"videos.{name}.objects.{obj_id}"'
+            if not (obj_id.isdigit() and 1 <= int(obj_id) <= 255):
+                raise SequenceError(f"{path}: field {field}: object id must be a number in 1..255")
+            frames = expect(obj, dict, field, 'an object with the field "frames"').get("frames", [])
+            field = f'{field[:-1]}.frames"'
+            for frame in expect(frames, list, field, "an array of frame names"):
+                expect(frame, str, field, "an array of frame names (strings)")
+    return videos
 
 
 def annotation_paths(folder, frame_index):
@@ -238,11 +310,16 @@ class FolderSet:
         image_dir = os.path.join(root, "JPEGImages")
         if not os.path.isdir(image_dir):
             raise SequenceError(f"{image_dir}: folder of videos not found")
-        self.names = sorted(d for d in os.listdir(image_dir) if os.path.isdir(os.path.join(image_dir, d)))
+        self.names = sorted(check_name(d, image_dir) for d in os.listdir(image_dir)
+                            if os.path.isdir(os.path.join(image_dir, d)))
         if not self.names:
             raise SequenceError(f"{image_dir}: no video folders in it")
 
+    def input_folders(self):
+        return [os.path.join(self.root, "JPEGImages"), os.path.join(self.root, "Annotations")]
+
     def video(self, name):
+        check_name(name, "video name")
         return folder_video(name, os.path.join(self.root, "JPEGImages", name),
                             os.path.join(self.root, "Annotations", name))
 
@@ -252,7 +329,11 @@ class SingleVideo:
 
     def __init__(self, frame_dir, mask_dir):
         self.frame_dir, self.mask_dir = frame_dir, mask_dir
-        self.names = [os.path.basename(os.path.normpath(os.path.abspath(frame_dir)))]
+        self.names = [check_name(os.path.basename(os.path.normpath(os.path.abspath(frame_dir))),
+                                 f"--frames {frame_dir}: the video name (the folder's name)")]
+
+    def input_folders(self):
+        return [self.frame_dir, self.mask_dir]
 
     def video(self, name):
         return folder_video(name, self.frame_dir, self.mask_dir)

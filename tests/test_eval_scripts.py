@@ -19,6 +19,7 @@ import eval_youtube
 from dataset.eval_datasets import DavisSet, SequenceError, YouTubeSet, load_objects
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from inference_core import video_runner
+from inference_core.output_guard import MANIFEST
 from model.checkpoint import build_network as real_build_network
 from model.network import IMSFR
 from tests.helpers_capture import progress_to_current_streams
@@ -81,9 +82,9 @@ def run(script, argv, capsys):
 
 
 def read_folder(folder):
-    """{file name: label map} of a result folder; every file must be a palette PNG."""
+    """{file name: label map} of a result folder; every file but the manifest must be a palette PNG."""
     masks = {}
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(set(os.listdir(folder)) - {MANIFEST}):
         with Image.open(os.path.join(folder, name)) as image:
             assert image.mode == "P"
             masks[name] = np.array(image)
@@ -318,13 +319,15 @@ def test_bad_input_is_reported_per_sequence_and_others_go_on(weights, tmp_path, 
     for name, message in expected.items():
         assert f"  {name}: {message}" in summary
     assert len(read_folder(os.path.join(out, names[0]))) == 4
-    assert sorted(os.listdir(os.path.join(out, names[4]))) == ["00000.png"]  # failed midway, no temporary files
+    # failed midway, no temporary files
+    assert sorted(os.listdir(os.path.join(out, names[4]))) == [MANIFEST, "00000.png"]
 
-    # Old results of a video redone with --overwrite are removed first, so failing midway leaves it incomplete.
+    # Files the manifest of an earlier run lists are removed first when a video is redone (here: planted over
+    # them), so failing midway leaves it incomplete.
     for t in range(4):
         save_palette_png(os.path.join(out, names[4], f"{t:05d}.png"), np.zeros((H, W), np.uint8))
     code, text = run(eval_davis, argv + ["--overwrite"], capsys)
-    assert code == 1 and sorted(os.listdir(os.path.join(out, names[4]))) == ["00000.png"]
+    assert code == 1 and sorted(os.listdir(os.path.join(out, names[4]))) == [MANIFEST, "00000.png"]
     code, text = run(eval_davis, argv, capsys)
     assert code == 1
     assert f"{names[0]}: already complete, skipped" in text
