@@ -11,10 +11,16 @@ import argparse
 import os
 import sys
 
-from util.download import (Archive, add_common_arguments, archive_status, confirm,
-                           install_archive, is_complete, run_reporting_errors)
+from util.download import (Archive, DownloadError, add_common_arguments, archive_status, confirm,
+                           install_archive, is_complete, missing_expected, run_reporting_errors)
 
 SEGMENT_BYTES = 115 * 10**9  # approximate; the exact sizes are not published
+# What each segment must contain, as far as it is known: sizes, checksums and the split of the
+# videos over the six segments are not published, so a segment is accepted when it is a complete
+# tar (its end-of-archive marker present) of plain files and folders only (no links, no special
+# files), unpacked from its BL30K/ wrapper folder. The whole is checked once all six are in:
+# videos in both of these folders.
+DATASET_EXPECT = ("JPEGImages/*", "Annotations/*")
 
 SEGMENTS = tuple(
     Archive(f"bl30k-{letter}", f"BL30K_{letter}.tar", "BL30K", gdrive_id=file_id, strip="BL30K",
@@ -42,8 +48,7 @@ def main(argv=None):
         return 0
     pending = [segment for segment in SEGMENTS if not is_complete(root, segment)]
     if not pending:
-        print(f"BL30K is already complete in {root}/BL30K")
-        return 0
+        return run_reporting_errors(lambda: check_dataset(root, "BL30K is already complete"))
     print(f"BL30K: {len(pending)} of {len(SEGMENTS)} segments to fetch into {root}/BL30K "
           f"(~{SEGMENT_BYTES / 1e9:.0f} GB each; ~{2 * SEGMENT_BYTES / 1e9:.0f} GB free needed while one is "
           "extracted)")
@@ -55,10 +60,21 @@ def main(argv=None):
             print(f"Segment {segment.filename} ({index}/{len(pending)})")
             install_archive(root, segment, base_url=args.base_url, keep_archive=args.keep_archives,
                             check_space=not args.skip_space_check)
-        print("BL30K is complete.")
-        return 0
+        return check_dataset(root, "BL30K is complete")
 
     return run_reporting_errors(fetch)
+
+
+def check_dataset(root, done):
+    """Print ``done`` and return 0 when the six segments together hold DATASET_EXPECT."""
+    folder = os.path.join(root, "BL30K")
+    missing = missing_expected(folder, DATASET_EXPECT)
+    if missing:
+        raise DownloadError(f"{folder}: all six segments are in but nothing matches {', '.join(missing)}; "
+                            "the segments are not the BL30K files (delete the .complete-bl30k-* markers "
+                            "there to fetch them again)")
+    print(f"{done} in {folder}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

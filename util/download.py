@@ -4,10 +4,13 @@ An :class:`Archive` says where a file comes from (Google Drive id or a plain
 URL), where it goes (``folder``/``dest`` relative to the data root) and what
 it must contain. :func:`install_archive` downloads it (resuming a partial
 ``.part`` file), verifies it (not a web page; size and sha256 where known; a
-readable zip/tar), checks every member before writing anything (no absolute
-paths, no ``..``, no links leaving the folder), extracts into a temporary
-folder inside the target, moves the result into place and only then writes
-the ``.complete-<key>`` marker and removes the archive.
+readable zip/tar, a tar with its end-of-archive marker), checks every member
+before writing anything (no absolute paths, no ``..``, no links of any kind:
+none of the datasets needs one, and a link is what lets one archive prepare an
+escape for the next), extracts into a temporary folder inside the target,
+moves the result into place without following any link found there (and
+checks the real path of every destination), and only then writes the
+``.complete-<key>`` marker and removes the archive.
 
 ``IMSFR_DOWNLOAD_BASE_URL`` (or the scripts' hidden ``--base_url``) replaces
 every source by ``<base>/<filename>`` over plain HTTP: used by the tests and
@@ -50,6 +53,10 @@ class DownloadError(Exception):
 
 class VerificationError(DownloadError):
     """A file that is not what it should be (web page, size, checksum, broken archive)."""
+
+
+class TruncatedArchiveError(VerificationError):
+    """An archive that stops before its end (a download cut short)."""
 
 
 class UnsafeArchiveError(DownloadError):
@@ -277,49 +284,23 @@ def _member_path(name, archive_path):
     return "/".join(parts)
 
 
+LINK_REFUSAL = "dataset archives hold only files and folders, so links are never extracted; refusing to extract"
+
+
 def _check_plan(plan, archive_path):
-    """Refuse links that leave the folder, paths written through links and duplicates."""
-    links = {path for kind, path, _ in plan if kind == "symlink"}
+    """Refuse paths written through a file and duplicates (links were refused when planning)."""
     not_folders = {path for kind, path, _ in plan if kind != "dir"}
-    kinds, files = {}, set()
+    kinds = {}
     for kind, path, payload in plan:
         parts = path.split("/")
         for depth in range(1, len(parts)):
             prefix = "/".join(parts[:depth])
             if prefix in not_folders:
-                what = "link" if prefix in links else "file"
                 raise UnsafeArchiveError(f"{archive_path}: member {path!r} would be written through the "
-                                         f"{what} {prefix!r}; refusing to extract")
+                                         f"file {prefix!r}; refusing to extract")
         if path in kinds and not (kind == "dir" and kinds[path] == "dir"):
             raise UnsafeArchiveError(f"{archive_path}: member {path!r} appears more than once; refusing to extract")
         kinds[path] = kind
-        if kind == "symlink":
-            _check_symlink_target(path, payload, links, archive_path)
-        elif kind == "hardlink" and payload not in files:
-            raise UnsafeArchiveError(f"{archive_path}: hard link {path!r} points to {payload!r}, which is no "
-                                     "earlier file of the archive; refusing to extract")
-        if kind == "file":
-            files.add(path)
-
-
-def _check_symlink_target(path, target, links, archive_path):
-    """A symlink must resolve inside the folder without passing through another link."""
-    if not target or target.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", target):
-        raise UnsafeArchiveError(f"{archive_path}: symlink {path!r} -> {target!r} is absolute or empty; "
-                                 "refusing to extract")
-    current = path.split("/")[:-1]
-    steps = [step for step in target.replace("\\", "/").split("/") if step not in ("", ".")]
-    for index, step in enumerate(steps):
-        if step == "..":
-            if not current:
-                raise UnsafeArchiveError(f"{archive_path}: symlink {path!r} -> {target!r} points outside the "
-                                         "target folder; refusing to extract")
-            current.pop()
-        else:
-            current.append(step)
-            if index < len(steps) - 1 and "/".join(current) in links:
-                raise UnsafeArchiveError(f"{archive_path}: symlink {path!r} -> {target!r} passes through "
-                                         "another link; refusing to extract")
 
 
 def _zip_plan(archive, archive_path):
@@ -329,37 +310,62 @@ def _zip_plan(archive, archive_path):
         if not path:
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
-            plan.append(("symlink", path, archive.read(info).decode("utf-8", "replace")))
-        elif info.is_dir():
+            raise UnsafeArchiveError(f"{archive_path}: member {info.filename!r} is a symbolic link; {LINK_REFUSAL}")
+        if info.is_dir():
             plan.append(("dir", path, None))
         else:
             plan.append(("file", path, info))
     return plan
 
 
-def _tar_plan(archive, archive_path):
+def _tar_plan(archive, archive_path, target):
     compressed = not isinstance(archive.fileobj, io.BufferedReader)  # gzip/bz2/xz: no cheap size check
     file_size = os.path.getsize(archive_path)
     plan = []
     for member in archive.getmembers():
         path = _member_path(member.name, archive_path)
+        if member.issym() or member.islnk():
+            kind = "symbolic" if member.issym() else "hard"
+            raise UnsafeArchiveError(f"{archive_path}: member {member.name!r} is a {kind} link to "
+                                     f"{member.linkname!r}; {LINK_REFUSAL}")
+        if not (member.isdir() or member.isreg()):
+            raise UnsafeArchiveError(f"{archive_path}: member {member.name!r} is a device, FIFO or other "
+                                     "special file; refusing to extract")
+        _standard_filter(member, target, archive_path)
         if not path:
             continue
         if member.isdir():
             plan.append(("dir", path, None))
-        elif member.issym():
-            plan.append(("symlink", path, member.linkname))
-        elif member.islnk():
-            plan.append(("hardlink", path, _member_path(member.linkname, archive_path)))
-        elif member.isreg():
+        else:
             if not compressed and member.offset_data + member.size > file_size:
                 raise VerificationError(f"{archive_path} is truncated (member {member.name!r} ends past the "
                                         "end of the file)")
             plan.append(("file", path, member))
-        else:
-            raise UnsafeArchiveError(f"{archive_path}: member {member.name!r} is a device, FIFO or other "
-                                     "special file; refusing to extract")
+    _check_end_of_archive(archive, archive_path, plan)
     return plan
+
+
+def _standard_filter(member, target, archive_path):
+    """The standard library's ``data`` extraction filter as a second opinion on every tar member."""
+    data_filter = getattr(tarfile, "data_filter", None)  # Python 3.11.4+
+    if data_filter is None:
+        return
+    try:
+        data_filter(member, target)
+    except tarfile.FilterError as error:
+        raise UnsafeArchiveError(f"{archive_path}: member {member.name!r} refused by the standard tar "
+                                 f"filter ({error}); refusing to extract") from None
+
+
+def _check_end_of_archive(archive, archive_path, plan):
+    """A tar ends with two zero blocks; ``tarfile`` stops silently at a missing or broken
+    header, so a file cut at a member boundary would otherwise look complete."""
+    archive.fileobj.seek(archive.offset)
+    marker = archive.fileobj.read(2 * tarfile.BLOCKSIZE)
+    if marker != bytes(2 * tarfile.BLOCKSIZE):
+        last = f"after member {plan[-1][1]!r} " if plan else ""
+        raise TruncatedArchiveError(f"{archive_path} is truncated or damaged: no end-of-archive marker "
+                                    f"{last}at byte {archive.offset} (an interrupted download?)")
 
 
 def _open_archive(path):
@@ -379,7 +385,7 @@ def safe_extract(archive_path, target):
     kind, handle = _open_archive(archive_path)
     with handle:
         try:
-            plan = _zip_plan(handle, archive_path) if kind == "zip" else _tar_plan(handle, archive_path)
+            plan = _zip_plan(handle, archive_path) if kind == "zip" else _tar_plan(handle, archive_path, target)
             _check_plan(plan, archive_path)
             os.makedirs(target, exist_ok=True)
             root = os.path.realpath(target)
@@ -397,31 +403,57 @@ def _write_member(handle, kind, member_kind, path, payload, root, archive_path):
     parent = os.path.dirname(destination)
     os.makedirs(parent, exist_ok=True)
     real_parent = os.path.realpath(parent)
-    if os.path.commonpath([real_parent, root]) != root:  # defence in depth; _check_plan already refused it
+    if os.path.commonpath([real_parent, root]) != root:  # defence in depth; the plan already refused it
         raise UnsafeArchiveError(f"{archive_path}: member {path!r} resolves outside the target folder")
-    if member_kind == "symlink":
-        os.symlink(payload, destination)
-    elif member_kind == "hardlink":
-        shutil.copyfile(os.path.join(root, *payload.split("/")), destination, follow_symlinks=False)
-    else:
-        source = handle.open(payload) if kind == "zip" else handle.extractfile(payload)
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with source, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, CHUNK)
+    source = handle.open(payload) if kind == "zip" else handle.extractfile(payload)
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with source, os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK)
 
 
-def merge_move(source, destination):
-    """Move ``source`` onto ``destination``, merging folders and replacing files."""
-    if os.path.isdir(source) and not os.path.islink(source) and os.path.isdir(destination):
+def _inside(path, root):
+    return os.path.commonpath([os.path.realpath(path), root]) == root
+
+
+def _links_in_the_way(source, destination):
+    """Existing links at the paths that moving ``source`` onto ``destination`` would write."""
+    try:
+        mode = os.lstat(destination).st_mode
+    except FileNotFoundError:
+        return []
+    if stat.S_ISLNK(mode):
+        return [destination]
+    if stat.S_ISDIR(mode) and os.path.isdir(source) and not os.path.islink(source):
+        return [link for name in sorted(os.listdir(source))
+                for link in _links_in_the_way(os.path.join(source, name), os.path.join(destination, name))]
+    return []
+
+
+def _link_in_the_way(link, root):
+    return UnsafeArchiveError(f"{link} is a symbolic link in the dataset folder {root}; archive content is "
+                              "never written through links. Remove the link (or move what it points to in its "
+                              "place) and run again")
+
+
+def merge_move(source, destination, root):
+    """Move ``source`` onto ``destination``, merging folders and replacing files, all inside
+    the real folder ``root``: an existing link on the way is never followed or replaced."""
+    links = _links_in_the_way(source, destination)
+    if links:
+        raise _link_in_the_way(links[0], root)
+    if not _inside(os.path.dirname(destination), root):
+        raise UnsafeArchiveError(f"{destination} lies outside the dataset folder {root}; refusing to move "
+                                 "archive content there")
+    mode = os.lstat(destination).st_mode if os.path.lexists(destination) else None
+    if mode is not None and stat.S_ISDIR(mode) and os.path.isdir(source) and not os.path.islink(source):
         for name in os.listdir(source):
-            merge_move(os.path.join(source, name), os.path.join(destination, name))
+            merge_move(os.path.join(source, name), os.path.join(destination, name), root)
         os.rmdir(source)
         return
-    if os.path.isdir(destination) and not os.path.islink(destination):
+    if mode is not None and stat.S_ISDIR(mode):
         shutil.rmtree(destination)
-    elif os.path.lexists(destination):
+    elif mode is not None:
         os.remove(destination)
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
     os.replace(source, destination)
 
 
@@ -513,6 +545,14 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
             break
         except VerificationError as error:
             shutil.rmtree(temp, ignore_errors=True)
+            if resumable and isinstance(error, TruncatedArchiveError):
+                os.replace(path, path + ".part")  # resume it rather than start over (segments are ~115 GB)
+                if fresh or attempt == 2:
+                    raise DownloadError(f"{error}\nThe partial file is kept as {path}.part: run again to resume "
+                                        f"the download, or delete it to start over. "
+                                        f"{manual_hint(archive, path)}") from None
+                print(f"{archive.key}: {error}; resuming the download")
+                continue
             if os.path.exists(path):
                 os.remove(path)
             if fresh or attempt == 2:
@@ -529,10 +569,21 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
         shutil.rmtree(temp, ignore_errors=True)
         raise VerificationError(f"{path} does not contain the expected {', '.join(missing)}; is it the right "
                                 f"file? {manual_hint(archive, path)}")
+    reserved = [name for name in os.listdir(content) if name.startswith((".complete-", ".extracting-"))]
+    if reserved:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise UnsafeArchiveError(f"{path}: member {reserved[0]!r} has the name of this tool's own bookkeeping; "
+                                 "refusing to extract")
     os.makedirs(dest, exist_ok=True)
-    for name in os.listdir(content):
-        if name != "__MACOSX":
-            merge_move(os.path.join(content, name), os.path.join(dest, name))
+    real_dest = os.path.realpath(dest)  # the dataset folder itself may be a link the user made
+    names = [name for name in os.listdir(content) if name != "__MACOSX"]
+    links = [link for name in names for link in _links_in_the_way(os.path.join(content, name),
+                                                                   os.path.join(dest, name))]
+    if links:  # nothing is moved while a link is in the way; the kept archive is extracted again next time
+        shutil.rmtree(temp, ignore_errors=True)
+        raise _link_in_the_way(links[0], real_dest)
+    for name in names:
+        merge_move(os.path.join(content, name), os.path.join(dest, name), real_dest)
     shutil.rmtree(temp)
     atomic_write_text(marker_path(root, archive), json.dumps({
         "archive": archive.filename, "source": where, "bytes": os.path.getsize(path),
