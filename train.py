@@ -21,7 +21,9 @@ EXPECTED_ERRORS = (TrainingError, DatasetError, CheckpointError, DistributedSetu
 
 def main(argv=None) -> int:
     """Run training; returns the exit status (0 done or stopped as asked, 1 bad
-    input, 128 + signal number when stopped by SIGINT/SIGTERM)."""
+    input or a run stopped by unreadable data after saving a checkpoint, 2 an
+    unwritable --save_dir / --log_dir, 128 + signal number when stopped by
+    SIGINT/SIGTERM)."""
     args = parse_train_args(argv)
     world_size = os.environ.get("WORLD_SIZE", "1")
     prefix = f"[rank {os.environ.get('RANK', '0')}] " if world_size not in ("", "1") else ""
@@ -29,7 +31,7 @@ def main(argv=None) -> int:
         result = run_training(args, local_rank=args.local_rank)
     except EXPECTED_ERRORS as error:
         print(f"{prefix}error: {error}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_code", 1)
     except KeyboardInterrupt:
         print(f"{prefix}interrupted", file=sys.stderr)
         return 130

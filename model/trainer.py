@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from dataset.curriculum import max_jump_at
-from dataset.training_data import build_stage_dataset, check_stage_data, max_jump_schedule
+from dataset.robust import SKIPPED_KEY, DataFailure, SkipCounter, SkippingDataset, TooManyBadFiles, collate_skipping
+from dataset.training_data import build_stage_dataset, check_stage_data, data_options, max_jump_schedule
 from model.checkpoint import check_training_checkpoint, load_network_weights, read_checkpoint
 from model.losses import IMSFRLoss
 from model.network import IMSFR
@@ -39,6 +41,18 @@ CHECKPOINT_FORMAT = "imsfr-train-1"
 
 class TrainingError(RuntimeError):
     """A training run that cannot start or resume; the message says why."""
+
+    exit_code = 1
+
+
+class OutputFolderError(TrainingError):
+    """--save_dir or --log_dir cannot be written (exit status 2, like a bad argument)."""
+
+    exit_code = 2
+
+
+class TrainingDataError(TrainingError):
+    """The run stopped on training data it could not read, after saving a checkpoint."""
 
 
 # --------------------------------------------------------------------------- trainer
@@ -155,9 +169,9 @@ def build_training_data(args, context):
     messages) for missing or unusable data roots."""
     roots = {name: getattr(args, name) for name in DEFAULT_ROOTS}
     youtube = not (args.data == "main" and args.main_data == "davis")
-    check_stage_data(args.stage, roots, youtube=youtube)
+    check_stage_data(args.stage, roots, youtube=youtube, **data_options(args))
     dataset, vos_datasets = build_stage_dataset(args.stage, roots, crop_size=args.crop_size, seed=args.seed,
-                                                youtube=youtube)
+                                                youtube=youtube, **data_options(args))
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank,
                                  shuffle=True, seed=args.seed)
     batches = len(sampler) // args.batch_size
@@ -179,8 +193,27 @@ def epoch_loader(data, epoch, skip, args, device):
     data.dataset.set_epoch(epoch)
     indices = list(data.sampler)
     batches = [indices[i * args.batch_size:(i + 1) * args.batch_size] for i in range(data.batches_per_epoch)]
-    return DataLoader(data.dataset, batch_sampler=batches[skip:], num_workers=args.num_workers,
-                      pin_memory=device.type == "cuda", worker_init_fn=_ignore_sigint)
+    return DataLoader(SkippingDataset(data.dataset), batch_sampler=batches[skip:], num_workers=args.num_workers,
+                      pin_memory=device.type == "cuda", worker_init_fn=_ignore_sigint, collate_fn=collate_skipping)
+
+
+def fetched_batches(loader):
+    """(batch, None) for each batch of ``loader``, then (None, failure) and the end
+    if a batch cannot be read: a :class:`DataFailure` (no readable sample), or the
+    exception raised while fetching (a worker that died, a bug in the data code)."""
+    try:
+        iterator = iter(loader)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            if isinstance(batch, DataFailure):
+                yield None, batch
+                return
+            yield batch, None
+    except Exception as error:
+        yield None, error
 
 
 def to_device(batch, device):
@@ -223,11 +256,33 @@ def save_training_state(trainer, args, iteration, epoch, batches_done, batches_p
     """Network weights ``<id>_<iteration>.pth`` and the full ``<id>_checkpoint.pth``."""
     network_path, checkpoint_path = checkpoint_paths(args, iteration)
     state = trainer.state_dict()
-    atomic_torch_save(state["network"], network_path)
-    atomic_torch_save({**state, "format": CHECKPOINT_FORMAT, "iteration": iteration, "epoch": epoch,
-                       "batches_done": batches_done, "batches_per_epoch": batches_per_epoch,
-                       "rng": rng_states(), "args": vars(args)}, checkpoint_path)
+    full = {**state, "format": CHECKPOINT_FORMAT, "iteration": iteration, "epoch": epoch,
+            "batches_done": batches_done, "batches_per_epoch": batches_per_epoch,
+            "rng": rng_states(), "args": vars(args)}
+    for obj, path in ((state["network"], network_path), (full, checkpoint_path)):
+        try:
+            atomic_torch_save(obj, path)
+        except OSError as error:
+            raise TrainingError(f"{path}: cannot write the checkpoint ({error.strerror or error})") from None
     return network_path, checkpoint_path
+
+
+def check_writable_folder(folder):
+    """Create ``folder`` if needed, then write and remove a probe file in it, so an
+    unusable --save_dir / --log_dir stops the run before it starts, not at the first save."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputFolderError(f"{folder}: exists and is not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as error:
+        raise OutputFolderError(f"{folder}: cannot write in this folder ({error.strerror or error})") from None
 
 
 def read_training_state(path, args):
@@ -292,11 +347,8 @@ def run_training(args, local_rank=None):
                             f"the data now gives {data.batches_per_epoch}; the training data changed")
     network, notes = prepare_network(args)
     if rank == 0:
-        for folder in (args.save_dir, args.log_dir):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as error:
-                raise TrainingError(f"{folder}: cannot create the folder ({error.strerror})") from None
+        for folder in (args.save_dir, args.log_dir, os.path.join(args.log_dir, args.id)):
+            check_writable_folder(folder)
 
     context = distributed.init_distributed(args.device, local_rank)
     log = None
@@ -310,7 +362,8 @@ def run_training(args, local_rank=None):
             position = resume["iteration"], resume["epoch"], resume["batches_done"]
             restore_rng_states(resume["rng"])
             resume = None  # free the checkpoint's memory for the run
-        log = TrainLogger(args.log_dir, args.id, enabled=context.is_main)
+        log = TrainLogger(args.log_dir, args.id, enabled=context.is_main,
+                          prefix=f"[rank {context.rank}] " if context.distributed else "")
         for note in notes:
             log.info(note)
         return _train_loop(args, trainer, data, context, log, *position)
@@ -329,8 +382,8 @@ def _train_loop(args, trainer, data, context, log, iteration, epoch, batches_don
         log.info(f"resuming at iteration {iteration} (epoch {epoch}, {batches_done} batches into it)")
     stop = StopRequest().install()
     try:
-        iteration, epoch, batches_done, stopping = _iterate(args, trainer, data, context, log, stop,
-                                                            iteration, epoch, batches_done)
+        iteration, epoch, batches_done, stopping, failure = _iterate(args, trainer, data, context, log, stop,
+                                                                     iteration, epoch, batches_done)
         checksums = distributed.gather_objects(weights_checksum(trainer.network))
         log.info(f"weights checksum per rank: {' '.join(c[:16] for c in checksums)} "
                  f"({'identical' if len(set(checksums)) == 1 else 'DIFFERENT'})")
@@ -340,6 +393,8 @@ def _train_loop(args, trainer, data, context, log, iteration, epoch, batches_don
             log.info(f"saved {network_path} and {checkpoint_path}")
     finally:
         stop.restore()  # after the final save, so a signal cannot cut it short
+    if failure is not None:
+        _stop_on_data_failure(failure, iteration, checkpoint_path, log)
     if iteration >= args.iterations:
         log.info(f"finished {iteration} iterations")
         stopping = False
@@ -351,11 +406,28 @@ def _train_loop(args, trainer, data, context, log, iteration, epoch, batches_don
     return TrainingResult(iteration, network_path, checkpoint_path, stop.signum if stopping else None)
 
 
+class _FailureElsewhere(Exception):
+    def __str__(self):
+        return "another process could not read its training data (see its message)"
+
+
+def _stop_on_data_failure(failure, iteration, checkpoint_path, log):
+    """Raise TrainingDataError for a batch that could not be read (the checkpoint of
+    ``iteration`` is saved); another exception (a bug, a killed worker) is re-raised as is."""
+    where = f"stopped after iteration {iteration}; resume with --load_model {checkpoint_path}"
+    if isinstance(failure, (DataFailure, TooManyBadFiles, _FailureElsewhere)):
+        raise TrainingDataError(f"{failure}; {where}") from None
+    log.info(f"fetching a batch failed: {where}")
+    raise failure
+
+
 def _iterate(args, trainer, data, context, log, stop, iteration, epoch, batches_done):
-    """Train up to --stop_after / --iterations or an agreed stop request;
-    returns the position reached (iteration, epoch, batches_done, stopped)."""
+    """Train up to --stop_after / --iterations, an agreed stop request or a batch
+    that cannot be read; returns the position reached (iteration, epoch,
+    batches_done, stopped, failure). Unreadable samples are skipped and counted
+    (dataset/robust.py); too many stop the run."""
     end = args.stop_after or args.iterations
-    stopping = False
+    stopping, failure, skips = False, None, SkipCounter()
     totals, count, tick = torch.zeros(len(LOSS_NAMES), device=context.device), 0, time.time()
     log.start_progress(iteration, args.iterations)
     while iteration < end and not stopping:
@@ -366,11 +438,21 @@ def _iterate(args, trainer, data, context, log, stop, iteration, epoch, batches_
             jump = max_jump_at(iteration - batches_done, args.iterations, data.schedule)
             for part in data.vos_datasets:
                 part.set_max_jump(jump)
-        for batch in epoch_loader(data, epoch, batches_done, args, context.device):
+        for batch, failure in fetched_batches(epoch_loader(data, epoch, batches_done, args, context.device)):
+            if failure is None:
+                try:
+                    for message in batch.pop(SKIPPED_KEY):
+                        log.warning(skips.add(message))
+                except TooManyBadFiles as error:
+                    failure = error
             # Every rank must stop at the same iteration, or the others wait forever.
-            stopping = stop.signum is not None
+            stopping, failing = stop.signum is not None, failure is not None
             if context.distributed:
-                stopping = distributed.any_rank(stopping, context.device)
+                stopping, failing = distributed.any_ranks([stopping, failing], context.device)
+            if failing:
+                failure = failure or _FailureElsewhere()
+                stopping = True
+                break
             if stopping:
                 stop.signum = stop.signum or signal.SIGTERM  # a signal that reached another rank
                 break
@@ -394,4 +476,8 @@ def _iterate(args, trainer, data, context, log, stop, iteration, epoch, batches_
                 save_training_state(trainer, args, iteration, epoch, batches_done, data.batches_per_epoch)
             if iteration >= end:
                 break
-    return iteration, epoch, batches_done, stopping
+    if skips.skipped:
+        files = sorted(skips.files)
+        log.warning(f"warning: {skips.skipped} unreadable sample(s) skipped in this run, from {len(files)} "
+                    f"different file(s): {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}")
+    return iteration, epoch, batches_done, stopping, failure

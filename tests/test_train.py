@@ -23,7 +23,7 @@ from util.logger import prediction_grid
 from util.train_args import parse_train_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--crop_size", "64", "--key_backbone", "resnet18", "--no_pretrained", "--num_workers", "0",
+SMALL = ["--no_subset", "--crop_size", "64", "--key_backbone", "resnet18", "--no_pretrained", "--num_workers", "0",
          "--batch_size", "1", "--log_every", "1", "--device", "cpu"]
 
 

@@ -79,10 +79,12 @@ class _CurrentStderr:
 
 
 class TrainLogger:
-    """Rank-0 logging to TensorBoard (``<log_dir>/<run_id>``) and stdout."""
+    """Rank-0 logging to TensorBoard (``<log_dir>/<run_id>``) and stdout;
+    warnings from every rank to stderr, after ``prefix`` (the rank under DDP)."""
 
-    def __init__(self, log_dir, run_id, enabled=True):
+    def __init__(self, log_dir, run_id, enabled=True, prefix=""):
         self.enabled = enabled
+        self.prefix = prefix
         self.writer = None
         self.bar = None
         if enabled:
@@ -91,12 +93,18 @@ class TrainLogger:
             self.writer = SummaryWriter(os.path.join(log_dir, run_id))
 
     def info(self, message):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._print(message, sys.stdout)
+
+    def warning(self, message):
+        """A line on stderr, from any rank."""
+        self._print(self.prefix + message, sys.stderr)
+
+    def _print(self, message, stream):
         redraw = self.bar is not None and sys.stderr.isatty()
         if redraw:
             sys.stderr.write("\r\033[K")  # erase the bar's line; redrawn below the message
-        print(message, flush=True)
+        print(message, file=stream, flush=True)
         if redraw:
             self.bar.update(force=True)
 
