@@ -242,3 +242,19 @@ def test_gzip_tar_cut_at_a_member_boundary_is_refused(tmp_path):
     with pytest.raises(download.VerificationError, match="no end-of-archive marker"):
         download.safe_extract(str(archive), str(tmp_path / "out"))
     assert all_files(tmp_path) == ["cut.tar.gz"]
+
+
+@pytest.mark.parametrize("name", ["BL30K_a.tar", "BL30K_a.tar.part", ".extracting-bl30k-a"])
+def test_link_left_where_the_tool_writes_its_own_files_is_refused(server, tmp_path, name):
+    # What an archive accepted by an older version could have left behind.
+    server.files["BL30K_a.tar"] = segment("a")
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "BL30K").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"user data")
+    os.symlink(outside / "victim" if "tar" in name else outside, root / "BL30K" / name)
+    result = bl30k(root, server)
+    assert result.returncode == 1
+    assert f"{root}/BL30K/{name} is a symbolic link where this tool keeps its own file" in first_error_line(result)
+    assert all_files(outside) == ["victim"] and (outside / "victim").read_bytes() == b"user data"
+    assert os.listdir(root / "BL30K") == [name] and server.requests == []

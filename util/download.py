@@ -524,6 +524,10 @@ def install_archive(root, archive, base_url=None, keep_archive=False, check_spac
     path = os.path.join(folder, archive.filename)
     temp = os.path.join(folder, f".extracting-{archive.key}")
     os.makedirs(folder, exist_ok=True)
+    for own in (path, path + ".part", temp):  # e.g. planted by an archive of an older version of this tool
+        if os.path.islink(own):
+            raise UnsafeArchiveError(f"{own} is a symbolic link where this tool keeps its own file; remove it "
+                                     "and run again")
     kind, where = source_of(archive, base_url)
     resumable = kind == "http"  # gdown names its partial files itself
     if resumable and archive.size and os.path.exists(path) and os.path.getsize(path) < archive.size:
