@@ -38,7 +38,7 @@ def main(argv=None):
     source.add_argument("--frames", help="frame folder of a single video (with --masks)")
     parser.add_argument("--masks", help="annotation folder of the single video given by --frames")
     parser.add_argument("--overlay", choices=sorted(OVERLAY_KINDS), help="also write an overlay per video")
-    add_inference_arguments(parser, "davis2017", size=480)
+    add_inference_arguments(parser, "generic", size=480)
     args = parser.parse_args(argv)
     if bool(args.frames) != bool(args.masks):
         parser.error("--frames and --masks go together")

@@ -3,14 +3,33 @@
     core = InferenceCore(network, InferenceConfig(**EVAL_DEFAULTS["davis2017"]), device)
     core.start_video()
     for t, frame in enumerate(frames):
+        if not core.will_process(output=True, new_objects=t == 0, last=t == len(frames) - 1):
+            core.skip()                 # a frame nothing needs (sparse outputs)
+            continue
         prob = core.step(frame, next_frame=frames[t + 1] if t + 1 < len(frames) else None,
                          mask=first_mask if t == 0 else None, new_objects=ids if t == 0 else ())
 
 Objects are introduced with internal ids 1, 2, ... in order. Objects given in
-the same frame form a group with its own memory bank (its own first frame),
-so objects that first appear mid-video (YouTube-VOS) do not disturb the memory
-of earlier ones. Keys are computed once per frame and shared by all groups;
-the per-object probabilities of all groups are merged by soft aggregation.
+the same frame form a group with its own memory bank (its own first frame).
+Keys are computed once per frame and shared by all groups; the per-object
+probabilities of all groups are merged by soft aggregation. How the memory
+is filled follows the reference's two procedures (``InferenceConfig.procedure``):
+
+* ``davis``: one sampler draw per group and query; a group memorises its first
+  frame and every ``mem_every``-th frame after it (``t % mem_every == 0`` when
+  it starts at frame 0, as the reference). Objects given mid-video (which the
+  reference's DAVIS code cannot take) start their own group.
+* ``youtube``: one draw per object and query, objects in id order (the
+  reference keeps one bank per object; objects of a group read the same
+  frames, so they are batched whenever no draw happens). A frame that
+  introduces objects is built by aggregating the known objects, zeroing them
+  under the new masks, inserting the masks and aggregating again; it is
+  memorised for every object (a new object's first frame) and restarts the
+  schedule: a later frame t is memorised when ``t - last memorised >= mem_every``.
+
+The last frame is never memorised (its value needs the next frame). An object
+first given on the last frame is therefore output from its mask there and has
+no memory (the reference crashes in that case).
 """
 import dataclasses
 import torch
@@ -19,20 +38,32 @@ from inference_core.memory_bank import MemoryBank
 from model.aggregate import soft_aggregate
 from model.sampler import IsogenousSampler
 from model.value_encoder import other_objects
+from util.config import EVAL_DEFAULTS, PROCEDURES
 from util.device import amp_available
 from util.tensor_util import pad_divide_by, unpad
 
 
+_DAVIS2017 = EVAL_DEFAULTS["davis2017"]
+
+
 @dataclasses.dataclass
 class InferenceConfig:
-    top_k: int = 4
-    mem_every: int = 6
+    """Memory and sampler settings; the defaults are DAVIS 2017's (util/config.py)."""
+    top_k: int = _DAVIS2017["top_k"]
+    mem_every: int = _DAVIS2017["mem_every"]
     include_last: bool = False
-    sample_threshold: int = 8
-    sample_fraction: float = 0.1
-    anchors: tuple = (0, -2)
+    sample_threshold: int = _DAVIS2017["sample_threshold"]
+    sample_fraction: float = _DAVIS2017["sample_fraction"]
+    anchors: tuple = _DAVIS2017["anchors"]
+    procedure: str = _DAVIS2017["procedure"]
     seed: int = 0
     amp: bool = False
+
+    def __post_init__(self):
+        if self.procedure not in PROCEDURES:
+            raise ValueError(f"procedure must be one of {', '.join(PROCEDURES)}, got {self.procedure!r}")
+        if self.mem_every < 1 or self.top_k < 1:
+            raise ValueError(f"mem_every and top_k must be at least 1, got {self.mem_every} and {self.top_k}")
 
     def sampler(self):
         return IsogenousSampler(self.sample_threshold, self.sample_fraction, self.anchors, self.seed)
@@ -44,6 +75,7 @@ class InferenceCore:
         self.config = config
         self.device = torch.device(device)
         self.use_amp = config.amp and amp_available(self.device)
+        self.per_object_draws = config.procedure == "youtube"
         self.start_video()
 
     def start_video(self):
@@ -51,15 +83,42 @@ class InferenceCore:
         The sampler restarts from the configured seed, so a video's result does
         not depend on which videos were processed before it."""
         self.banks = []                 # one MemoryBank per group of objects
-        self.group_objects = []         # internal ids (1-based) of each group
         self.group_start = []           # frame index where each group was given
         self.num_objects = 0
         self.frame_index = -1
+        self.last_memorised = None      # youtube procedure: the schedule counts from here
+        self.processed = 0              # frames run through the network
         self.sampler = self.config.sampler()
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
+    # ---- which frames need the network -----------------------------------------
+    def _due_groups(self, t, introduces):
+        """Groups that memorise frame t (given it has a next frame)."""
+        if self.config.procedure == "youtube":
+            due = introduces or (self.last_memorised is not None
+                                 and t - self.last_memorised >= self.config.mem_every)
+            return list(range(len(self.banks))) if due else []
+        return [g for g, start in enumerate(self.group_start) if (t - start) % self.config.mem_every == 0]
+
+    def will_process(self, output=True, new_objects=False, last=False):
+        """Whether the next frame must go through the network: it is an output,
+        introduces objects, or is memorised (or kept with ``include_last``).
+        Frames before the first object need no network either."""
+        if new_objects:
+            return True
+        if self.num_objects == 0:
+            return bool(output)
+        if output or self.config.include_last:
+            return True
+        return not last and bool(self._due_groups(self.frame_index + 1, False))
+
+    def skip(self):
+        """Pass over a frame that ``will_process`` said nothing needs."""
+        self.frame_index += 1
+
+    # ---- one frame ---------------------------------------------------------------
     @torch.inference_mode()
     def step(self, frame, next_frame=None, mask=None, new_objects=()):
         """Segment one frame.
@@ -80,12 +139,13 @@ class InferenceCore:
             raise ValueError(f"frame {t}: new objects given without a mask")
 
         height, width = frame.shape[-2:]
+        if self.num_objects == 0 and not new_objects:  # nothing to segment yet
+            return torch.ones(1, height, width, device=self.device)
         frame, pad = pad_divide_by(frame.to(self.device).unsqueeze(0))
         if next_frame is not None:
             next_frame, _ = pad_divide_by(next_frame.to(self.device).unsqueeze(0))
-        if self.num_objects == 0 and not new_objects:  # nothing to segment yet
-            return torch.ones(1, height, width, device=self.device)
 
+        self.processed += 1
         with self._autocast():
             key, f16, f8, f4 = self.network.encode_key(frame)
             object_prob = self._predict(key, f8, f4, frame.shape[-2:])  # (K_old, H', W')
@@ -93,47 +153,64 @@ class InferenceCore:
                 object_prob = self._add_objects(object_prob, mask, new_objects)
             prob = soft_aggregate(object_prob.unsqueeze(0))[0]        # (1 + K, H', W')
             if next_frame is not None:
-                self._memorise(t, frame, key, f16, prob[1:], next_frame)
+                self._memorise(t, frame, key, f16, prob[1:], next_frame, bool(new_objects))
         return unpad(prob, pad).float()
 
     def _predict(self, key, f8, f4, size):
-        """Per-object probabilities (K, H', W') of the existing objects."""
+        """Per-object probabilities (K, H', W') of the existing objects, in id order."""
         probs = [key.new_zeros(0, *size, dtype=torch.float32)]
         for bank in self.banks:
-            _, group_prob = self.network.segment(key, f8, f4, bank.memory(), top_k=self.config.top_k)
-            probs.append(group_prob[0])
+            if bank.num_frames == 0:  # given on a frame without a next one: no memory
+                probs.append(key.new_zeros(len(bank.objects), *size, dtype=torch.float32))
+                continue
+            for _, memory in bank.reads(self.sampler, self.per_object_draws):
+                _, group_prob = self.network.segment(key, f8, f4, memory, top_k=self.config.top_k)
+                probs.append(group_prob[0])
         return torch.cat(probs, dim=0)
 
     def _add_objects(self, object_prob, mask, new_objects):
-        """Append the given objects' masks (a new group); their pixels are theirs alone."""
+        """Append the given objects' masks (a new group); their pixels are theirs alone.
+
+        youtube: the known objects enter as their aggregated probabilities (the
+        output they would have had), so this frame is aggregated twice, as the
+        reference builds it; davis: as their network probabilities."""
         mask = mask.to(self.device)
         given, _ = pad_divide_by(torch.stack([(mask == i) for i in new_objects]).float())
+        if self.config.procedure == "youtube" and len(object_prob):
+            object_prob = soft_aggregate(object_prob.unsqueeze(0))[0, 1:]
         object_prob = object_prob * (1 - given.sum(0, keepdim=True).clamp(max=1))
-        self.group_objects.append(new_objects)
         self.group_start.append(self.frame_index)
-        self.banks.append(MemoryBank(self.sampler, self.config.top_k))
+        self.banks.append(MemoryBank(new_objects))
         self.num_objects += len(new_objects)
         return torch.cat([object_prob, given], dim=0)
 
-    def _memorise(self, t, frame, key, f16, object_prob, next_frame):
-        """Encode this frame's values for the groups that memorise it: a group's
-        first frame, then every ``mem_every``-th frame after it (long-term and
-        previous-frame memory), other frames as temporary memory with ``include_last``."""
-        due = [g for g, start in enumerate(self.group_start) if (t - start) % self.config.mem_every == 0]
+    def _memorise(self, t, frame, key, f16, object_prob, next_frame, introduces):
+        """Encode this frame's values for the groups that memorise it (long-term
+        and previous-frame memory), other groups' as temporary memory with ``include_last``."""
+        due = self._due_groups(t, introduces)
+        if due and self.config.procedure == "youtube":
+            self.last_memorised = t
         temporary = [g for g in range(len(self.banks)) if g not in due] if self.config.include_last else []
         groups = due + temporary
         if not groups:
             return
-        index = [i - 1 for g in groups for i in self.group_objects[g]]
+        index = [i - 1 for g in groups for i in self.banks[g].objects]
         # "Other objects" covers every object of every group, not only the encoded ones.
         others = other_objects(object_prob.unsqueeze(0))[:, index]
         value, pos_value = self.network.encode_value(frame, f16, object_prob[index].unsqueeze(0), next_frame, others)
         offset = 0
         for g in groups:
-            count = len(self.group_objects[g])
+            count = len(self.banks[g].objects)
             v, pv = value[:, offset:offset + count], pos_value[:, offset:offset + count]
             offset += count
             if g in due:
                 self.banks[g].add(t, key, v, pv)
             else:
                 self.banks[g].set_temporary(t, key, v, pv)
+
+    def memory_frames(self, object_id):
+        """Video frame indices in the long-term memory of an object (diagnostics, tests)."""
+        for bank in self.banks:
+            if object_id in bank.objects:
+                return list(bank.frame_indices)
+        raise KeyError(f"no object {object_id}")

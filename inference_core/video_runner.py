@@ -8,7 +8,6 @@ FPS, peak GPU memory). Every script shares its flags and its exit codes:
 0 all videos done, 1 some video failed, 2 the run could not start.
 """
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
@@ -20,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from dataset.eval_datasets import SequenceError, load_objects
+from inference_core import output_guard
 from inference_core.core import InferenceConfig, InferenceCore
 from model.checkpoint import CheckpointError, build_network
-from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD
+from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, PROCEDURES
 from util.device import amp_available, pick_device, synchronize
 from util.palette import load_frame, save_palette_png
 
@@ -51,6 +51,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1)
                         help="fraction of the memory frames read when sampling (default: %(default)s)")
     parser.add_argument("--anchors", type=int, nargs="*", default=list(d["anchors"]),
                         help="memory frames always read when sampling, negative: from the end (default: %(default)s)")
+    parser.add_argument("--procedure", choices=PROCEDURES, default=d["procedure"],
+                        help="how memory is filled: 'davis' (one draw per frame, t %% mem_every == 0) or "
+                             "'youtube' (one draw per object, schedule restarts where objects appear, "
+                             "double aggregation there), as the reference's scripts (default: %(default)s)")
     parser.add_argument("--size", type=int, default=size,
                         help="process frames scaled down to this shorter side (-1: original size); "
                              "results are written at the original size (default: %(default)s)")
@@ -63,11 +67,11 @@ def build_core(args):
     if args.amp and not amp_available(device):
         print(f"note: --amp has no effect on {device.type}; running in float32")
     network = build_network(args.model, device)
+    if args.mem_every < 1 or args.top < 1:
+        raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
     config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,
                              sample_threshold=args.sample_threshold, sample_fraction=args.sample_fraction,
-                             anchors=tuple(args.anchors), seed=args.seed, amp=args.amp)
-    if config.mem_every < 1 or config.top_k < 1:
-        raise ValueError(f"--mem_every and --top must be at least 1, got {config.mem_every} and {config.top_k}")
+                             anchors=tuple(args.anchors), procedure=args.procedure, seed=args.seed, amp=args.amp)
     return InferenceCore(network, config, device)
 
 
@@ -99,40 +103,53 @@ def mask_tensor(internal, size, device):
 
 
 def outputs_complete(spec, out_dir):
-    return all(os.path.isfile(os.path.join(out_dir, name)) for name in spec.output_names().values())
+    """Done by an earlier run: its manifest is complete and lists every expected file, and they exist."""
+    return output_guard.outputs_complete(out_dir, spec.output_names().values())
 
 
 @dataclasses.dataclass
 class VideoResult:
     frames: int
     seconds: float
+    processed: int = 0  # frames run through the network (the others were not needed)
 
 
 def run_video(core, spec, out_dir, shorter_side=-1):
     """Segment one video and write its palette PNGs to ``out_dir``.
 
-    At the frames where objects are given, the given pixels are written exactly
-    (processing at a smaller size would otherwise blur them). Returns the number
-    of frames and the seconds spent in ``core.step``.
+    Frames that are neither outputs nor memorised (sparse outputs, as
+    YouTube-VOS valid) are not read nor run through the network, as in the
+    reference; this does not change any output. At the frames where objects
+    are given, the given pixels are written exactly (processing at a smaller
+    size would otherwise blur them). Returns frames, processed frames and the
+    seconds spent in ``core.step``.
     """
     objects = load_objects(spec)
     device = core.device
     size = processing_size(objects.size, shorter_side)
     outputs = spec.output_names()
     num_frames = len(spec.frame_paths)
+    cache = {}  # frame index -> tensor; at most the current and the next frame
 
     def read(t):
-        image = load_frame(spec.frame_paths[t])
-        if image.shape[:2] != objects.size:
-            raise SequenceError(f"{spec.frame_paths[t]}: frame is {image.shape[1]}x{image.shape[0]} (WxH) but "
-                                f"the video is {objects.size[1]}x{objects.size[0]}")
-        return frame_tensor(image, size, device)
+        if t not in cache:
+            image = load_frame(spec.frame_paths[t])
+            if image.shape[:2] != objects.size:
+                raise SequenceError(f"{spec.frame_paths[t]}: frame is {image.shape[1]}x{image.shape[0]} (WxH) "
+                                    f"but the video is {objects.size[1]}x{objects.size[0]}")
+            cache[t] = frame_tensor(image, size, device)
+        return cache[t]
 
     core.start_video()
     seconds = 0.0
-    current = read(0)
     for t in range(num_frames):
-        following = read(t + 1) if t + 1 < num_frames else None
+        for old in [i for i in cache if i < t]:
+            del cache[old]
+        last = t + 1 == num_frames
+        if not core.will_process(output=t in outputs, new_objects=t in objects.given, last=last):
+            core.skip()
+            continue
+        current, following = read(t), None if last else read(t + 1)
         mask, new = None, ()
         if t in objects.given:
             mask = mask_tensor(objects.to_internal[objects.given[t]], size, device)
@@ -151,8 +168,7 @@ def run_video(core, spec, out_dir, shorter_side=-1):
                 labels[np.isin(labels, objects.new_ids[t])] = 0
                 labels = np.where(given > 0, given, labels)
             save_palette_png(os.path.join(out_dir, outputs[t]), labels, objects.palette)
-        current = following
-    return VideoResult(num_frames, seconds)
+    return VideoResult(num_frames, seconds, core.processed)
 
 
 @dataclasses.dataclass
@@ -161,6 +177,7 @@ class RunSummary:
     skipped: list = dataclasses.field(default_factory=list)   # names complete from an earlier run
     failures: list = dataclasses.field(default_factory=list)  # (name, message)
     frames: int = 0
+    processed: int = 0   # frames run through the network
     seconds: float = 0.0
 
     @property
@@ -170,8 +187,9 @@ class RunSummary:
     def report(self, device):
         """Print FPS, peak GPU memory and the failures; return the exit code."""
         if self.seconds > 0:
-            print(f"Processed {len(self.done)} videos, {self.frames} frames in {self.seconds:.1f} s: "
-                  f"{self.frames / self.seconds:.2f} FPS (network only, I/O excluded)")
+            print(f"Processed {len(self.done)} videos, {self.frames} frames ({self.processed} through the "
+                  f"network) in {self.seconds:.1f} s: {self.frames / self.seconds:.2f} FPS "
+                  f"(frames per second of network time, I/O excluded)")
         if self.skipped:
             print(f"Skipped {len(self.skipped)} videos already complete (--overwrite to redo them)")
         if device.type == "cuda":
@@ -193,8 +211,11 @@ def _describe(error):
 def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after_video=None):
     """Run every video of ``reader`` (a DavisSet, YouTubeSet, ...) into ``out_dir_of(name)``.
 
-    Videos whose outputs all exist are skipped unless ``overwrite``. A video
-    that fails is reported and the others go on. ``after_video(spec, out_dir)``
+    Videos done by an earlier run (see :func:`outputs_complete`) are skipped
+    unless ``overwrite``. A video that fails is reported and the others go on.
+    A result folder that overlaps the video's input folders, or holds a file
+    with a result name that this tool did not write, fails the video and is
+    left untouched (inference_core/output_guard.py). ``after_video(spec, out_dir)``
     runs after each complete video (e.g. to write an overlay).
     """
     summary = RunSummary()
@@ -210,16 +231,19 @@ def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after
                 summary.skipped.append(name)
                 print(f"{name}: already complete, skipped")
             else:
-                # Old results go first: a video that fails midway must not look complete later.
-                for filename in spec.output_names().values():
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(os.path.join(out_dir, filename))
+                output_guard.refuse_overlap(out_dir, output_guard.video_input_folders(spec), f"result folder of {name}")
+                # Old results (only those our manifest lists) go first: a video that fails midway must not
+                # look complete later.
+                expected = list(spec.output_names().values())
+                output_guard.claim_outputs(out_dir, expected)
                 result = run_video(core, spec, out_dir, shorter_side)
+                output_guard.mark_complete(out_dir, expected)
                 summary.done.append(name)
                 summary.frames += result.frames
+                summary.processed += result.processed
                 summary.seconds += result.seconds
                 fps = result.frames / result.seconds if result.seconds > 0 else float("inf")
-                print(f"{name}: {result.frames} frames, {fps:.2f} FPS")
+                print(f"{name}: {result.frames} frames ({result.processed} processed), {fps:.2f} FPS")
             if after_video is not None:
                 after_video(spec, out_dir)
         except Exception as error:  # one bad video must not stop the others

@@ -29,7 +29,7 @@ from util.palette import DAVIS_PALETTE, load_annotation, save_palette_png
 H, W = 48, 64
 FRAMES = 4
 # Sampling from the second memory frame on, so that the sampler's seed matters.
-SAMPLING = ["--mem_every", "1", "--sample_threshold", "1", "--sample_fraction", "0.5"]
+SAMPLING = ["--mem_every", "1", "--sample_threshold", "1", "--sample_fraction", "0.5", "--anchors", "0", "-2"]
 
 
 @pytest.fixture(scope="module")

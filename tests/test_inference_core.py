@@ -57,7 +57,7 @@ def test_include_last_keeps_the_last_frame_as_temporary(network):
         core.step(frame, frames[t + 1] if t + 1 < 6 else None,
                   mask=mask if t == 0 else None, new_objects=[1, 2] if t == 0 else ())
         bank = core.banks[0]
-        reads.append(bank.last_read)
+        reads.append(bank.last_read.get(1))
         temporary = bank.temporary[0] if bank.temporary is not None else None
         assert temporary == (t if t % 3 and t < 5 else (4 if t == 5 else None))
     assert core.banks[0].frame_indices == [0, 3]
@@ -74,13 +74,16 @@ def test_sampling_reads_anchors_and_a_fraction(network):
         before = list(core.banks[0].frame_indices) if core.banks else []
         core.step(frame, frames[t + 1] if t + 1 < 8 else None,
                   mask=mask if t == 0 else None, new_objects=[1, 2] if t == 0 else ())
-        read = core.banks[0].last_read
+        if t == 0:
+            continue               # frame 0 gives the objects: no readout
+        read = core.banks[0].last_read[1]
+        assert core.banks[0].last_read[2] == read  # davis procedure: one draw for all objects
         if len(before) <= 3:       # at or below the threshold: everything
             assert read == before
-        else:                      # sorted sample of all but the last, then the anchors
-            sampled = read[:-2]
-            assert read[-2:] == [before[0], before[-2]]
-            assert len(sampled) == int(0.5 * (len(before) - 1)) and sampled == sorted(sampled)
+        else:                      # the anchors, then a sorted sample of all but the last
+            sampled = read[2:]
+            assert read[:2] == [before[0], before[-2]]
+            assert len(sampled) == int(0.5 * len(before)) and sampled == sorted(sampled)
             assert set(sampled) <= set(before[:-1])
 
 
@@ -119,7 +122,7 @@ def test_wrong_new_object_ids_are_refused(network):
 
 
 def test_fixed_weights_and_seed_give_identical_masks(network):
-    config = InferenceConfig(mem_every=1, sample_threshold=2, sample_fraction=0.5, seed=7)
+    config = InferenceConfig(mem_every=1, sample_threshold=2, sample_fraction=0.5, anchors=(0, -2), seed=7)
     frames, mask = video(9)
     first = run(InferenceCore(network, config, "cpu"), frames, {0: (mask, [1, 2])})
     second = run(InferenceCore(network, config, "cpu"), frames, {0: (mask, [1, 2])})

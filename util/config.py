@@ -36,14 +36,29 @@ MAX_JUMP_SCHEDULE = {
     "main": [(0.0, 5), (0.1, 10), (0.2, 15), (0.3, 20), (0.4, 25), (0.9, 5)],
 }
 
-# Inference defaults per benchmark. Sampler anchors are memory-frame indices;
-# negative indices count from the end of the memory (-2: second-to-last).
+# Inference defaults per benchmark, as the reference's three memory-bank files.
+# Sampler: once the memory holds more than `sample_threshold` frames, the long-term
+# readout reads int(sample_fraction * T) frames drawn from the T - 1 oldest plus the
+# anchors (memory-frame indices; negative ones count from the end, -2: second-to-last).
+# `procedure` is how the memory is filled (see inference_core/core.py):
+#   davis:   all objects share one memory (one draw per frame); frame t is memorised
+#            when t % mem_every == 0 (counted from the first annotated frame);
+#   youtube: one memory per object (one draw per object per frame); every frame that
+#            introduces objects is memorised for all objects and restarts the schedule
+#            (t - last memorised >= mem_every); that frame's output is aggregated twice.
 EVAL_DEFAULTS = {
-    "davis2017": dict(top_k=4, mem_every=6, sample_threshold=8, sample_fraction=0.1, anchors=(0, -2)),
-    "davis2016": dict(top_k=12, mem_every=6, sample_threshold=8, sample_fraction=0.1, anchors=(0, -2)),
+    "davis2017": dict(top_k=4, mem_every=6, sample_threshold=10, sample_fraction=0.6,
+                      anchors=(1, -5, -4, -3, -2), procedure="davis"),
+    "davis2016": dict(top_k=12, mem_every=6, sample_threshold=8, sample_fraction=0.1,
+                      anchors=(0, -2), procedure="davis"),
     "youtube": dict(top_k=20, mem_every=3, sample_threshold=10, sample_fraction=0.6,
-                    anchors=(0, 1, -5, -4, -3, -2)),
+                    anchors=(0, 1, -5, -4, -3, -2), procedure="youtube"),
+    # Own videos (eval_generic.py): DAVIS 2017's memory settings; objects may appear
+    # mid-video, so they are handled as the reference handles YouTube-VOS.
+    "generic": dict(top_k=4, mem_every=6, sample_threshold=10, sample_fraction=0.6,
+                    anchors=(1, -5, -4, -3, -2), procedure="youtube"),
 }
+PROCEDURES = ("davis", "youtube")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,0 +1,243 @@
+"""Inference as the reference runs it: per-benchmark memory sampling, the
+YouTube-VOS propagation (per-object memory, schedule restart, double
+aggregation), objects on the last frame, and skipped frames.
+
+Expected values are written out from shared/reference/NOTES.md ("Inference"),
+not recomputed with the code under test."""
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import eval_youtube
+from dataset.synthetic import make_youtube_dataset
+from inference_core import video_runner
+from inference_core.core import InferenceConfig, InferenceCore
+from model.aggregate import soft_aggregate
+from model.checkpoint import build_network as real_build_network
+from model.network import IMSFR
+from model.sampler import IsogenousSampler
+from tests.helpers_capture import progress_to_current_streams
+from util.config import EVAL_DEFAULTS
+from util.palette import load_annotation
+
+# NOTES table: top_k, mem_every, sampling when T > threshold, frames drawn (integer
+# arithmetic: floor(0.6 T) = 6T // 10), anchors as memory-frame indices.
+PRESETS = {
+    "davis2017": dict(top_k=4, mem_every=6, threshold=10, drawn=lambda T: 6 * T // 10,
+                      anchors=lambda T: [1, T - 5, T - 4, T - 3, T - 2]),
+    "davis2016": dict(top_k=12, mem_every=6, threshold=8, drawn=lambda T: T // 10,
+                      anchors=lambda T: [0, T - 2]),
+    "youtube": dict(top_k=20, mem_every=3, threshold=10, drawn=lambda T: 6 * T // 10,
+                    anchors=lambda T: [0, 1, T - 5, T - 4, T - 3, T - 2]),
+}
+# Worked examples of the NOTES table: frames read when sampling.
+READ_COUNTS = {"davis2017": {11: 11, 20: 17}, "davis2016": {9: 2, 20: 4}, "youtube": {20: 18}}
+
+
+def preset_sampler(name, seed):
+    d = EVAL_DEFAULTS[name]
+    return IsogenousSampler(d["sample_threshold"], d["sample_fraction"], d["anchors"], seed)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_constants_are_the_references(name):
+    d, expected = EVAL_DEFAULTS[name], PRESETS[name]
+    assert (d["top_k"], d["mem_every"], d["sample_threshold"]) == \
+        (expected["top_k"], expected["mem_every"], expected["threshold"])
+    assert d["procedure"] == ("youtube" if name == "youtube" else "davis")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_reads_anchors_then_drawn_frames(name):
+    expected = PRESETS[name]
+    duplicates = 0
+    for seed in range(20):
+        sampler = preset_sampler(name, seed)
+        for T in range(9, 41):
+            read = sampler.select(T)
+            if T <= expected["threshold"]:
+                assert read is None, (T, read)  # the whole memory
+                continue
+            anchors = expected["anchors"](T)
+            assert read[:len(anchors)] == anchors
+            drawn = read[len(anchors):]
+            assert len(drawn) == expected["drawn"](T)
+            assert len(set(drawn)) == len(drawn) and drawn == sorted(drawn)
+            assert all(0 <= i <= T - 2 for i in drawn)  # T - 1 is never drawn
+            assert T - 1 not in read
+            duplicates += len(set(drawn) & set(anchors))
+            if T in READ_COUNTS[name]:
+                assert len(read) == READ_COUNTS[name][T]
+    if name != "davis2016":
+        assert duplicates > 0  # an anchor that is also drawn is read twice
+
+
+def test_threshold_boundary():
+    assert preset_sampler("davis2017", 0).select(10) is None
+    assert len(preset_sampler("davis2017", 0).select(11)) == 11
+    assert preset_sampler("davis2016", 0).select(8) is None
+    assert preset_sampler("davis2016", 0).select(9) == [0, 7]
+
+
+# ----------------------------------------------------------------------------- the inference core
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
+
+
+def video(num_frames, height=32, width=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, height, width, generator=g) for _ in range(num_frames)]
+
+
+def box(height, width, top, left, size, value):
+    mask = torch.zeros(height, width, dtype=torch.long)
+    mask[top:top + size, left:left + size] = value
+    return mask
+
+
+def youtube_core(network, **overrides):
+    settings = dict(EVAL_DEFAULTS["youtube"], sample_threshold=100)
+    settings.update(overrides)
+    return InferenceCore(network, InferenceConfig(**settings), "cpu")
+
+
+def run(core, frames, given, outputs=None):
+    """given: {t: (mask, ids)}; outputs: frames to produce (default all). Returns {t: prob}."""
+    core.start_video()
+    probs = {}
+    for t, frame in enumerate(frames):
+        mask, ids = given.get(t, (None, ()))
+        last = t + 1 == len(frames)
+        if not core.will_process(output=outputs is None or t in outputs, new_objects=bool(ids), last=last):
+            core.skip()
+            continue
+        probs[t] = core.step(frame, None if last else frames[t + 1], mask=mask, new_objects=ids)
+    return probs
+
+
+def test_youtube_schedule_restarts_where_an_object_appears(network):
+    core = youtube_core(network)
+    frames = video(16)
+    run(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 7: (box(32, 48, 18, 30, 10, 2), [2])})
+    assert core.memory_frames(1) == [0, 3, 6, 7, 10, 13]
+    assert core.memory_frames(2) == [7, 10, 13]
+
+
+def test_davis_schedule_is_absolute(network):
+    core = InferenceCore(network, InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], sample_threshold=100)), "cpu")
+    run(core, video(14), {0: (box(32, 48, 2, 2, 10, 1), [1])})
+    assert core.memory_frames(1) == [0, 6, 12]
+
+
+def test_youtube_double_aggregation_where_an_object_appears(network, monkeypatch):
+    core = youtube_core(network)
+    frames = video(10)
+    first = box(32, 48, 2, 2, 12, 1)
+    first[20:30, 2:14] = 2
+    late = box(32, 48, 16, 26, 12, 3)
+    raw = {}
+    predict = core._predict
+
+    def recording(*args):
+        raw[core.frame_index] = predict(*args)
+        return raw[core.frame_index]
+
+    monkeypatch.setattr(core, "_predict", recording)
+    probs = run(core, frames, {0: (first, [1, 2]), 7: (late, [3])})
+    new = (late == 3).float()
+    known = soft_aggregate(raw[7][None])[0, 1:] * (1 - new)
+    expected = soft_aggregate(torch.cat([known, new[None]])[None])[0]
+    torch.testing.assert_close(probs[7], expected, atol=1e-6, rtol=0)
+    once = soft_aggregate(torch.cat([raw[7] * (1 - new), new[None]])[None])[0]
+    assert (probs[7] - once).abs().max() > 1e-3  # the second aggregation matters
+
+
+def test_object_given_on_the_last_frame(network):
+    for procedure in ("youtube", "davis"):
+        core = youtube_core(network, procedure=procedure)
+        frames = video(6)
+        last = box(32, 48, 16, 26, 8, 2)
+        probs = run(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 5: (last, [2])})
+        labels = probs[5].argmax(0)
+        assert torch.equal(labels == 2, last == 2)
+        assert core.memory_frames(2) == []  # no next frame: nothing to encode it with
+
+
+def test_skipping_frames_changes_no_output(network):
+    """Skipped frames draw nothing (as the reference), so the random stream is consumed
+    differently than with every frame processed; with fraction 1 the draw is fixed
+    (all but the newest frame) while the sampled top-k path with anchors still runs."""
+    config = dict(mem_every=3, sample_threshold=3, sample_fraction=1.0, anchors=(0, -2), seed=1)
+    frames = video(20)
+    given = {0: (box(32, 48, 2, 2, 10, 1), [1]), 4: (box(32, 48, 18, 30, 10, 2), [2])}
+    outputs = {0, 4, 5, 10, 15, 19}
+    full = run(youtube_core(network, **config), frames, given)
+    core = youtube_core(network, **config)
+    sparse = run(core, frames, given, outputs)
+    assert outputs <= set(sparse) and len(sparse) < len(full)
+    assert core.processed == len(sparse)
+    for t in outputs:
+        torch.testing.assert_close(sparse[t], full[t], atol=1e-6, rtol=0)
+
+
+def test_youtube_draws_one_per_object_in_id_order(network):
+    """Objects of one group read different frames, drawn in id order from one stream."""
+    config = dict(mem_every=1, sample_threshold=3, sample_fraction=0.5, anchors=(0,), seed=3)
+    core = youtube_core(network, **config)
+    first = box(32, 48, 2, 2, 10, 1)
+    first[20:30, 30:40] = 2
+    run(core, video(9), {0: (first, [1, 2])})
+    reference = random.Random(3)
+    for T in range(4, 9):  # memory sizes seen by frames 4..8
+        draws = [[0] + sorted(reference.sample(range(T - 1), int(T * 0.5))) for _ in (1, 2)]
+    assert [core.banks[0].last_read[o] for o in (1, 2)] == draws
+
+
+# ----------------------------------------------------------------------------- the YouTube-VOS script
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "net.pth"
+    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
+    return str(path)
+
+
+def test_output_all_and_default_agree_and_default_processes_fewer(weights, tmp_path, monkeypatch, capsys):
+    cpu_network = real_build_network(weights, "cpu")
+    monkeypatch.setattr(video_runner, "build_network", lambda path, device: cpu_network)
+    root = tmp_path / "yv"
+    names = make_youtube_dataset(root, num_videos=1, num_frames=16, size=(32, 48), max_objects=2,
+                                 frame_step=1, seed=3)
+    meta_path = root / "valid" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for entry in meta["videos"][names[0]]["objects"].values():  # scored: every 5th frame, as YouTube-VOS
+        entry["frames"] = [f for i, f in enumerate(entry["frames"]) if i == 0 or int(f) % 5 == 0]
+    meta_path.write_text(json.dumps(meta))
+    results = {}
+    for flag in ([], ["--output_all"]):
+        out = tmp_path / ("all" if flag else "sparse")
+        with progress_to_current_streams():
+            code = eval_youtube.main(["--model", weights, "--yv_path", str(root), "--output", str(out),
+                                      "--device", "cpu", *flag])
+        text = capsys.readouterr().out
+        assert code == 0, text
+        folder = out / "Annotations" / names[0]
+        results[bool(flag)] = ({f: load_annotation(os.path.join(folder, f)) for f in os.listdir(folder)
+                               if f.endswith(".png")}, text)
+    (sparse, sparse_text), (full, full_text) = results[False], results[True]
+    assert len(full) == 16 and set(sparse) < set(full)
+    for name, labels in sparse.items():
+        np.testing.assert_array_equal(labels, full[name])
+    assert "16 frames (16 processed)" in full_text
+    processed = int(sparse_text.split("16 frames (")[1].split(" processed")[0])
+    assert processed < 16
