@@ -258,3 +258,15 @@ def test_link_left_where_the_tool_writes_its_own_files_is_refused(server, tmp_pa
     assert f"{root}/BL30K/{name} is a symbolic link where this tool keeps its own file" in first_error_line(result)
     assert all_files(outside) == ["victim"] and (outside / "victim").read_bytes() == b"user data"
     assert os.listdir(root / "BL30K") == [name] and server.requests == []
+
+
+@pytest.mark.parametrize("cut", [700, 1600])  # inside the first member's data, inside the second header
+def test_segment_cut_inside_a_member_is_kept_for_resuming(no_length_server, tmp_path, cut):
+    no_length_server.files["BL30K_a.tar"] = segment("a")
+    no_length_server.cut_after["BL30K_a.tar"] = cut
+    root = tmp_path / "root"
+    result = bl30k(root, no_length_server)
+    assert result.returncode == 1
+    assert f"{root}/BL30K/BL30K_a.tar is truncated" in first_error_line(result)
+    assert all_files(tmp_path) == ["root", "root/BL30K", "root/BL30K/BL30K_a.tar.part"]
+    assert (root / "BL30K/BL30K_a.tar.part").read_bytes() == segment("a")[:cut]

@@ -322,7 +322,13 @@ def _tar_plan(archive, archive_path, target):
     compressed = not isinstance(archive.fileobj, io.BufferedReader)  # gzip/bz2/xz: no cheap size check
     file_size = os.path.getsize(archive_path)
     plan = []
-    for member in archive.getmembers():
+    try:
+        members = archive.getmembers()
+    except tarfile.ReadError as error:
+        if "unexpected end of data" not in str(error):
+            raise
+        raise TruncatedArchiveError(f"{archive_path} is truncated ({error})") from None
+    for member in members:
         path = _member_path(member.name, archive_path)
         if member.issym() or member.islnk():
             kind = "symbolic" if member.issym() else "hard"
@@ -338,8 +344,8 @@ def _tar_plan(archive, archive_path, target):
             plan.append(("dir", path, None))
         else:
             if not compressed and member.offset_data + member.size > file_size:
-                raise VerificationError(f"{archive_path} is truncated (member {member.name!r} ends past the "
-                                        "end of the file)")
+                raise TruncatedArchiveError(f"{archive_path} is truncated (member {member.name!r} ends past the "
+                                           "end of the file)")
             plan.append(("file", path, member))
     _check_end_of_archive(archive, archive_path, plan)
     return plan
