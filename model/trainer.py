@@ -388,9 +388,18 @@ def _train_loop(args, trainer, data, context, log, iteration, epoch, batches_don
         log.info(f"weights checksum per rank: {' '.join(c[:16] for c in checksums)} "
                  f"({'identical' if len(set(checksums)) == 1 else 'DIFFERENT'})")
         network_path, checkpoint_path = checkpoint_paths(args, iteration)
+        save_error = None
         if context.is_main:
-            save_training_state(trainer, args, iteration, epoch, batches_done, data.batches_per_epoch)
-            log.info(f"saved {network_path} and {checkpoint_path}")
+            try:
+                save_training_state(trainer, args, iteration, epoch, batches_done, data.batches_per_epoch)
+                log.info(f"saved {network_path} and {checkpoint_path}")
+            except TrainingError as error:
+                save_error = error
+        # The other ranks end only once rank 0 has saved: a launcher stops the
+        # whole group when one process exits with an error.
+        distributed.barrier()
+        if save_error is not None:
+            raise save_error
     finally:
         stop.restore()  # after the final save, so a signal cannot cut it short
     if failure is not None:

@@ -42,10 +42,6 @@ def run(command):
     return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def error_lines(stderr):
-    return [line for line in stderr.splitlines() if "error" in line.lower()]
-
-
 def unwritable_for_root(folder):
     """True if creating a file in ``folder`` fails (for root too)."""
     try:
@@ -107,8 +103,16 @@ def test_an_rgb_annotation_is_skipped_with_a_warning_and_the_run_finishes(davis_
     assert (tmp_path / "saves" / "run_4.pth").is_file()
 
 
-def test_frames_truncated_during_the_run_stop_it_with_a_checkpoint(davis_root, tmp_path):
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_frames_truncated_during_a_two_process_run_stop_it_with_a_checkpoint(davis_root, tmp_path):
+    # torchrun, 2 gloo ranks, one data-loader worker each; the frames are cut short mid-run.
     command = train_command(davis_root, tmp_path, "--iterations", "1000", "--num_workers", "1")
+    command[1:2] = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "train.py"]
     with open(tmp_path / "stderr", "w") as stderr:
         process = subprocess.Popen(command, cwd=REPO, env=ENV, text=True, stdout=subprocess.PIPE, stderr=stderr)
         try:
@@ -124,21 +128,24 @@ def test_frames_truncated_during_the_run_stop_it_with_a_checkpoint(davis_root, t
             process.kill()
     err = (tmp_path / "stderr").read_text()
     assert code == 1, err
-    assert "Traceback" not in err
-    errors = error_lines(err)
-    assert len(errors) == 1 and err.rstrip("\n").endswith(errors[0])
+    saves = tmp_path / "saves"
+    errors = sorted(line for line in err.splitlines() if "] error: " in line)
+    assert [line[:len("[rank 0] error: ")] for line in errors] == ["[rank 0] error: ", "[rank 1] error: "], err
     iteration = int(errors[0].rsplit("stopped after iteration ", 1)[1].split(";")[0])
     assert iteration >= 2
-    saves = tmp_path / "saves"
-    assert errors[0].startswith(f"error: {davis_root / 'JPEGImages' / '480p'}{os.sep}")
-    assert ".jpg: unreadable image (" in errors[0]
-    assert errors[0].endswith(f"; stopped after iteration {iteration}; resume with --load_model "
-                              f"{saves / 'run_checkpoint.pth'}")
-    assert "(no readable training sample in 4 consecutive tries)" in errors[0]
+    for line in errors:  # each rank names a file it could not read; both stopped at the same iteration
+        message = line.split("] error: ", 1)[1]
+        assert message.startswith(f"{davis_root / 'JPEGImages' / '480p'}{os.sep}"), line
+        assert ".jpg: unreadable image (" in message
+        assert "(no readable training sample in 4 consecutive tries)" in message
+        assert message.endswith(f"; stopped after iteration {iteration}; resume with --load_model "
+                                f"{saves / 'run_checkpoint.pth'}")
+    # No traceback from this project's code (torchrun adds its own summary of the failed processes).
+    assert f'File "{REPO}{os.sep}' not in err and 'File "train.py"' not in err
     assert f"saved {saves / f'run_{iteration}.pth'} and {saves / 'run_checkpoint.pth'}" in out
     checkpoint = read_checkpoint(saves / "run_checkpoint.pth")
     assert checkpoint["iteration"] == iteration
-    assert checkpoint["epoch"] * 4 + checkpoint["batches_done"] == iteration  # the failed batch is not consumed
+    assert checkpoint["epoch"] * 2 + checkpoint["batches_done"] == iteration  # the failed batch is not consumed
     assert set(read_checkpoint(saves / f"run_{iteration}.pth")) == set(checkpoint["network"])
 
 
@@ -206,3 +213,28 @@ def test_busy_master_port_under_a_launcher_fails_in_the_launcher(launcher, davis
     assert f"port: {port}," in last and "address already in use" in last
     assert "train.py" not in result.stderr.split("Traceback", 1)[1]  # train.py never ran
     assert not (tmp_path / "saves").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_bug_while_fetching_a_batch_still_leaves_a_checkpoint(davis_root, tmp_path, monkeypatch, capsys):
+    import model.trainer
+    import train
+
+    calls = []
+
+    class BuggyAfterTwo(SkippingDataset):
+        def __getitem__(self, index):
+            calls.append(index)
+            if len(calls) > 2:
+                raise KeyError("a bug in the data code")
+            return super().__getitem__(index)
+
+    monkeypatch.setattr(model.trainer, "SkippingDataset", BuggyAfterTwo)
+    command = train_command(davis_root, tmp_path, "--iterations", "4", "--num_workers", "0")
+    with pytest.raises(KeyError, match="a bug in the data code"):  # not hidden: its traceback is shown
+        train.main(command[2:])
+    saves = tmp_path / "saves"
+    assert f"fetching a batch failed: stopped after iteration 2; resume with --load_model " \
+           f"{saves / 'run_checkpoint.pth'}" in capsys.readouterr().out
+    checkpoint = read_checkpoint(saves / "run_checkpoint.pth")
+    assert (checkpoint["iteration"], checkpoint["epoch"], checkpoint["batches_done"]) == (2, 0, 2)
+    assert (saves / "run_2.pth").is_file()

@@ -132,6 +132,12 @@ def any_rank(flag: bool, device) -> bool:
     return bool(all_reduce_sum(value).item() > 0)
 
 
+def barrier():
+    """Wait for every rank (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def any_ranks(flags, device) -> list:
     """For each flag, True on every rank if it is true on any rank (all ranks must call it)."""
     values = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device)
