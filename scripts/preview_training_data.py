@@ -35,7 +35,7 @@ from dataset import DatasetError  # noqa: E402
 from dataset.training_data import DEFAULT_ROOTS, build_stage_dataset, check_stage_data, data_options  # noqa: E402
 from util.config import IMAGENET_MEAN, IMAGENET_STD, STAGE_DEFAULTS  # noqa: E402
 from util.overlay import blend  # noqa: E402
-from util.train_args import _positive_int, add_data_arguments  # noqa: E402
+from util.train_args import positive_int, add_data_arguments  # noqa: E402
 
 PER_GRID = 8
 
@@ -44,10 +44,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", type=int, required=True, choices=sorted(STAGE_DEFAULTS))
     add_data_arguments(parser)
-    parser.add_argument("--samples", type=_positive_int, default=16, help="samples to draw (default: %(default)s)")
+    parser.add_argument("--samples", type=positive_int, default=16, help="samples to draw (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the data seed (as train.py's --seed) and the pick "
                                                             "of samples")
-    parser.add_argument("--max_jump", type=_positive_int, help="stages 1-3: override the max_jump curriculum")
+    parser.add_argument("--max_jump", type=positive_int, help="stages 1-3: override the max_jump curriculum")
     parser.add_argument("--output", default="training_preview", help="folder for samples.jsonl and the grids")
     return parser.parse_args(argv)
 

@@ -22,7 +22,7 @@ SCHEDULE_ARGS = ("stage", "iterations", "steps", "lr", "batch_size", "seed", "cr
                  "no_subset")
 
 
-def _positive_int(text):
+def positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -50,7 +50,7 @@ def add_data_arguments(parser):
         data.add_argument(f"--{name}", default=path, help=f"default: {path}")
     data.add_argument("--main_data", choices=("davis+youtube", "davis"), default="davis+youtube",
                       help="stages 2/3: DAVIS x5 with YouTube-VOS (paper), or DAVIS only (quick experiments)")
-    data.add_argument("--crop_size", type=_positive_int, default=TRAIN_COMMON["crop_size"])
+    data.add_argument("--crop_size", type=positive_int, default=TRAIN_COMMON["crop_size"])
     data.add_argument("--frame_sampling", choices=FRAME_SAMPLING, default=TRAIN_COMMON["frame_sampling"],
                       help="stages 1-3: the reference's law of the 3 frames (default; clipping repeats frames "
                            "and never draws the last one) or uniform gaps 1..max_jump")
@@ -73,9 +73,9 @@ def build_parser():
 
     schedule = parser.add_argument_group("schedule (default: the stage's values in util/config.py)")
     schedule.add_argument("--lr", type=_positive_float)
-    schedule.add_argument("-b", "--batch_size", type=_positive_int, help="per process")
-    schedule.add_argument("-i", "--iterations", type=_positive_int)
-    schedule.add_argument("--steps", type=_positive_int, nargs="+", help="iterations at which the lr drops x0.1")
+    schedule.add_argument("-b", "--batch_size", type=positive_int, help="per process")
+    schedule.add_argument("-i", "--iterations", type=positive_int)
+    schedule.add_argument("--steps", type=positive_int, nargs="+", help="iterations at which the lr drops x0.1")
     schedule.add_argument("--bootstrap_start", type=_non_negative_int, default=TRAIN_COMMON["bootstrap_start"],
                           help="plain cross-entropy before this iteration")
     schedule.add_argument("--bootstrap_end", type=_non_negative_int, default=TRAIN_COMMON["bootstrap_end"],
@@ -101,16 +101,16 @@ def build_parser():
     run.add_argument("--amp", dest="amp", action="store_const", const=True, default=None,
                      help="mixed precision (CUDA only; default on CUDA)")
     run.add_argument("--no_amp", dest="amp", action="store_const", const=False)
-    run.add_argument("--stop_after", type=_positive_int,
+    run.add_argument("--stop_after", type=positive_int,
                      help="stop after this iteration with a full checkpoint, keeping the schedule of "
                           "--iterations (split a run into jobs; resume with --load_model)")
 
     output = parser.add_argument_group("saving and logging")
     output.add_argument("--save_dir", default="saves")
     output.add_argument("--log_dir", default="runs")
-    output.add_argument("--save_every", type=_positive_int, default=TRAIN_COMMON["save_checkpoint_interval"])
-    output.add_argument("--log_every", type=_positive_int, default=TRAIN_COMMON["log_text_interval"])
-    output.add_argument("--image_every", type=_positive_int, default=TRAIN_COMMON["log_image_interval"])
+    output.add_argument("--save_every", type=positive_int, default=TRAIN_COMMON["save_checkpoint_interval"])
+    output.add_argument("--log_every", type=positive_int, default=TRAIN_COMMON["log_text_interval"])
+    output.add_argument("--image_every", type=positive_int, default=TRAIN_COMMON["log_image_interval"])
     output.add_argument("--debug", action="store_true",
                         help=f"log every iteration and images every {DEBUG_IMAGE_EVERY}")
 
