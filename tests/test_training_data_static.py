@@ -10,7 +10,7 @@ from PIL import Image
 import dataset.static_dataset as static_dataset
 from dataset.seeding import item_rng
 from dataset.static_dataset import StaticPseudoVideoDataset
-from dataset.transforms import BICUBIC, NEAREST, ThinPlateSpline, random_affine, random_tps, tps_maps
+from dataset.transforms import BICUBIC, NEAREST, random_affine, random_tps, tps_maps
 
 CROP = 32
 
