@@ -82,6 +82,18 @@ def test_log_dir_where_writing_fails_stops_before_training(davis_root, tmp_path)
     assert "[train it" not in result.stdout
 
 
+def test_a_checkpoint_that_cannot_be_written_is_named(davis_root, tmp_path, capsys):
+    import train
+
+    # The folder is writable (the probe passes) but the checkpoint's name is taken by a folder.
+    blocker = tmp_path / "saves" / "run_checkpoint.pth"
+    blocker.mkdir(parents=True)
+    assert train.main(train_command(davis_root, tmp_path, "--iterations", "1", "--num_workers", "0")[2:]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {blocker}: cannot write the checkpoint (Is a directory)"
+    assert blocker.is_dir() and os.listdir(blocker) == []
+    assert sorted(os.listdir(tmp_path / "saves")) == ["run_1.pth", "run_checkpoint.pth"]  # no temporary file left
+
+
 # --------------------------------------------------------------------------- item 6: unreadable data
 def test_an_rgb_annotation_is_skipped_with_a_warning_and_the_run_finishes(davis_root, tmp_path):
     bad = davis_root / "Annotations" / "480p" / "seq_train_001" / "00000.png"  # in every sample of the video
