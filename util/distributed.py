@@ -126,12 +126,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: bool, device) -> bool:
-    """True on every rank if ``flag`` is true on any rank (all ranks must call it)."""
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    return bool(all_reduce_sum(value).item() > 0)
-
-
 def barrier():
     """Wait for every rank (no-op in a single process)."""
     if dist.is_available() and dist.is_initialized():
