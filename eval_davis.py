@@ -3,12 +3,15 @@ and, for val, score them with the built-in DAVIS evaluator.
 
     python eval_davis.py --model saves/imsfr.pth --output results/d17_val
     python eval_davis.py --model saves/imsfr.pth --output results/d17_testdev --split testdev
+    torchrun --nproc_per_node=4 eval_davis.py --model saves/imsfr.pth --output results/d17_val
+        (the sequences split over 4 processes/GPUs; scored once, by rank 0)
 """
 import argparse
 import os
 import sys
 
 from dataset.eval_datasets import DavisSet
+from inference_core import sharding
 from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
     build_core, run_videos
 from inference_core.output_guard import refuse_overlap
@@ -33,15 +36,23 @@ def evaluate(davis_root, output, year, split, workers):
 
 
 def run_davis(args, davis_root, year, split):
-    """Run a DAVIS split into ``args.output``/<sequence>/ and evaluate it when ground truth exists."""
+    """Run a DAVIS split into ``args.output``/<sequence>/ and evaluate it when ground truth exists.
+    Under torchrun the sequences are split over the processes and rank 0 reports and evaluates."""
     try:
+        shard = sharding.join(args)
         dataset = DavisSet(davis_root, year, split)
         refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
     except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
-    summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size, args.overwrite)
+    try:
+        summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size,
+                             args.overwrite, shard=shard)
+    finally:
+        sharding.leave(shard)
+    if not shard.is_main:
+        return summary.exit_code()
     code = summary.report(core.device)
     if dataset.has_ground_truth and not args.no_eval:
         code = max(code, evaluate(davis_root, args.output, year, split, args.eval_workers))

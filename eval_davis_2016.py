@@ -3,6 +3,7 @@ into one), write palette PNG results per frame (0 background, 1 object) and
 score them with the built-in DAVIS evaluator.
 
     python eval_davis_2016.py --model saves/imsfr.pth --output results/d16_val
+    torchrun --nproc_per_node=2 eval_davis_2016.py --model saves/imsfr.pth --output results/d16_val
 """
 import argparse
 import sys

@@ -5,28 +5,40 @@ with the palette of the input annotation; optionally an overlay to look at.
     python eval_generic.py --model saves/imsfr.pth --data my_videos --output results/mine --overlay gif
         (my_videos/JPEGImages/<video>/*.jpg, my_videos/Annotations/<video>/<frame>.png)
     python eval_generic.py --model saves/imsfr.pth --frames clip/ --masks clip_masks/ --output results/clip
+    python eval_generic.py --model saves/imsfr.pth --video clip.mp4 --masks 00000.png --output results \\
+        --overlay mp4
+        (a video file, decoded frame by frame; masks named by frame index: 00000.png is the first frame;
+         results in results/clip/00000.png, ...; the overlay at the video's frame rate)
+    torchrun --nproc_per_node=2 eval_generic.py --model saves/imsfr.pth --data my_videos --output results/mine
+        (the videos split over 2 processes/GPUs)
 """
 import argparse
 import os
 import sys
 
-from dataset.eval_datasets import FolderSet, SingleVideo
+from dataset.eval_datasets import DEFAULT_FPS, FolderSet, SingleVideo, VideoFile
+from inference_core import sharding
 from inference_core.output_guard import refuse_overlap
 from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
-from util.overlay import OVERLAY_KINDS, write_overlay
-from util.palette import load_annotation, load_frame, load_palette
+from util.overlay import OVERLAY_KINDS, OverlayWriter
+from util.palette import load_annotation, load_palette
 
 
 def overlay_writer(output, kind, overwrite):
-    """after_video hook: <output>/overlays/<video>.<gif|mp4|png> from the frames and the written masks."""
+    """after_video hook: <output>/overlays/<video>.<gif|mp4|png> from the frames and the written masks,
+    streamed: one frame and one mask in memory at a time; mp4 at the video file's frame rate
+    (frame folders: DEFAULT_FPS)."""
     def write(spec, out_dir):
         path = os.path.join(output, "overlays", spec.name + OVERLAY_KINDS[kind])
         if os.path.isfile(path) and not overwrite:
             return
         names = spec.output_names()
-        frames = [load_frame(spec.frame_paths[t]) for t in names]
-        masks = [load_annotation(os.path.join(out_dir, names[t])) for t in names]
-        write_overlay(path, kind, frames, masks, load_palette(os.path.join(out_dir, names[min(names)])))
+        order = sorted(names)
+        palette = load_palette(os.path.join(out_dir, names[order[0]]))
+        fps = spec.frames.fps or DEFAULT_FPS
+        with spec.frames.reader() as frames, OverlayWriter(path, kind, len(order), palette, fps) as writer:
+            for t in order:
+                writer.add(frames.read(t), load_annotation(os.path.join(out_dir, names[t])))
         print(f"{spec.name}: overlay {path}")
     return write
 
@@ -36,22 +48,37 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="folder with JPEGImages/<video>/ and Annotations/<video>/")
     source.add_argument("--frames", help="frame folder of a single video (with --masks)")
-    parser.add_argument("--masks", help="annotation folder of the single video given by --frames")
+    source.add_argument("--video", help="a video file (mp4, avi, ...; read with OpenCV) of a single video "
+                                        "(with --masks)")
+    parser.add_argument("--masks", help="annotations of the single video: with --frames a folder of PNGs named "
+                                        "like the frames; with --video a folder of PNGs named by frame index "
+                                        "(00000.png = first frame) or one PNG (frame 0, or the index it is named by)")
     parser.add_argument("--overlay", choices=sorted(OVERLAY_KINDS), help="also write an overlay per video")
     add_inference_arguments(parser, "generic", size=480)
     args = parser.parse_args(argv)
-    if bool(args.frames) != bool(args.masks):
-        parser.error("--frames and --masks go together")
+    if bool(args.frames or args.video) != bool(args.masks):
+        parser.error("--masks goes with --frames or --video, and they need it")
     try:
-        dataset = FolderSet(args.data) if args.data else SingleVideo(args.frames, args.masks)
+        shard = sharding.join(args)
+        if args.data:
+            dataset = FolderSet(args.data)
+        elif args.video:
+            dataset = VideoFile(args.video, args.masks)
+        else:
+            dataset = SingleVideo(args.frames, args.masks)
         refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
     except SETUP_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
     hook = overlay_writer(args.output, args.overlay, args.overwrite) if args.overlay else None
-    summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size,
-                         args.overwrite, after_video=hook)
+    try:
+        summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size,
+                             args.overwrite, after_video=hook, shard=shard)
+    finally:
+        sharding.leave(shard)
+    if not shard.is_main:
+        return summary.exit_code()
     return summary.report(core.device)
 
 

@@ -3,6 +3,8 @@ evaluation server: <output>/Annotations/<video>/<frame>.png, zipped into
 <output>.zip. Objects start at the frame where they are first annotated.
 
     python eval_youtube.py --model saves/imsfr.pth --yv_path ../YouTube --output results/yv19_valid
+    torchrun --nproc_per_node=4 eval_youtube.py --model saves/imsfr.pth --yv_path ../YouTube --output results/yv19_valid
+        (the videos split over 4 processes/GPUs; the zip written once, by rank 0)
 """
 import argparse
 import os
@@ -10,6 +12,7 @@ import sys
 import zipfile
 
 from dataset.eval_datasets import YouTubeSet
+from inference_core import sharding
 from inference_core.output_guard import refuse_overlap
 from inference_core.video_runner import EXIT_FAILED, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
     build_core, run_videos
@@ -36,6 +39,7 @@ def main(argv=None):
     add_inference_arguments(parser, "youtube", size=480)
     args = parser.parse_args(argv)
     try:
+        shard = sharding.join(args)
         dataset = YouTubeSet(args.yv_path, args.split, args.save_all)
         refuse_overlap(args.output, dataset.input_folders())
         core = build_core(args)
@@ -43,7 +47,13 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
     annotations = os.path.join(args.output, "Annotations")
-    summary = run_videos(dataset, core, lambda name: os.path.join(annotations, name), args.size, args.overwrite)
+    try:
+        summary = run_videos(dataset, core, lambda name: os.path.join(annotations, name), args.size,
+                             args.overwrite, shard=shard)
+    finally:
+        sharding.leave(shard)
+    if not shard.is_main:
+        return summary.exit_code()
     code = summary.report(core.device)
     if summary.complete:
         done = set(summary.complete)

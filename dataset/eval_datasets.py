@@ -6,34 +6,50 @@ when it is processed and the other videos still run. :func:`load_objects`
 reads and checks a video's annotations before any frame is segmented.
 Every error is a :class:`SequenceError` (or util.palette.AnnotationError)
 whose message names the file and what is wrong with it.
+
+A video's frames come from a frame source (``VideoSpec.frames``): a folder of
+image files (:class:`FrameFiles`) or a video file decoded in order
+(:class:`VideoFileFrames`). Both give the frame count, the frame names, the
+frame size and a reader whose ``read(t)`` returns frame t as RGB ``uint8``;
+frames are requested in increasing order, so a video file is decoded once,
+front to back, and never held in memory as a whole.
 """
 import dataclasses
 import json
 import os
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from inference_core.output_guard import plain_name
 from util.davis_metrics import SequenceError, frame_list_sequences
-from util.palette import DAVIS_PALETTE, load_annotation, load_palette
+from util.palette import DAVIS_PALETTE, load_annotation, load_frame, load_palette
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# The frame rate of overlays of frame folders (which have none).
+DEFAULT_FPS = 10
 
 
 @dataclasses.dataclass
 class VideoSpec:
     name: str
-    frame_paths: list            # every frame of the video, in temporal order
+    frame_paths: list            # every frame file of the video, in temporal order ([] for a video file)
     annotation_paths: dict       # frame index -> annotation PNG where objects are given
     saved_frames: list = None    # frame indices whose result is written (None: all)
     merge_objects: bool = False  # DAVIS 2016: every labelled pixel belongs to one object
     listed_objects: dict = dataclasses.field(default_factory=dict)  # id -> frame index it must be given at
+    frames: object = None        # the frame source; default FrameFiles(frame_paths)
+    inputs: list = None          # files/folders its results must stay apart from (None: those of the files)
+
+    def __post_init__(self):
+        if self.frames is None:
+            self.frames = FrameFiles(self.frame_paths)
 
     def output_names(self):
         """{frame index: output file name} of the frames to write."""
-        indices = range(len(self.frame_paths)) if self.saved_frames is None else self.saved_frames
-        return {t: stem(self.frame_paths[t]) + ".png" for t in indices}
+        indices = range(len(self.frames)) if self.saved_frames is None else self.saved_frames
+        return {t: self.frames.name(t) + ".png" for t in indices}
 
 
 @dataclasses.dataclass
@@ -54,6 +70,173 @@ class VideoObjects:
 
 def stem(path):
     return os.path.splitext(os.path.basename(path))[0]
+
+
+# ----------------------------------------------------------------------------- frame sources
+
+
+class FrameFiles:
+    """Frames stored one image file per frame."""
+
+    fps = None  # unknown: overlays use DEFAULT_FPS
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def name(self, t):
+        return stem(self.paths[t])
+
+    def where(self, t):
+        """Frame t for messages: its file."""
+        return self.paths[t]
+
+    def size(self, t=0):
+        """(H, W) of frame t, from the file header."""
+        return image_size(self.paths[t])
+
+    def reader(self):
+        return _FileReader(self.paths)
+
+
+class _FileReader:
+    def __init__(self, paths):
+        self.paths = paths
+
+    def read(self, t):
+        return load_frame(self.paths[t])
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+IMAGE_EXTENSIONS = (*FRAME_EXTENSIONS, ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _open_capture(path):
+    """An opened cv2.VideoCapture of ``path``, or a SequenceError naming the file."""
+    if not os.path.exists(path):
+        raise SequenceError(f"{path}: video file not found")
+    if not os.path.isfile(path):
+        raise SequenceError(f"{path}: not a video file (a folder? give frame folders with --frames)")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as error:
+        raise SequenceError(f"{path}: cannot read the video file ({error.strerror or error})") from None
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        raise SequenceError(f"{path}: an image, not a video file; give a folder of frames with --frames")
+    # Our message says what is wrong; FFmpeg's own lines ("moov atom not found") only if asked for.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise SequenceError(f"{path}: not a readable video (OpenCV cannot open it: not a video, truncated, "
+                            "corrupt, or a codec this OpenCV build lacks)")
+    if int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"ansi":
+        capture.release()  # FFmpeg renders any text file as a video of the text
+        raise SequenceError(f"{path}: not a video (a text file)")
+    return capture
+
+
+class VideoFileFrames:
+    """The frames of a video file (mp4, avi, ...), decoded with OpenCV in order and converted BGR -> RGB.
+
+    Opening it decodes the whole file once without keeping any frame, to count
+    the frames (the container's count is not trusted) and to check that they
+    all decode: a file that cannot be opened, has no frame, or decodes fewer
+    frames than its header announces (truncated or corrupt) raises a
+    SequenceError naming the file. Frame t is named by its index (00000, ...).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        capture = _open_capture(path)
+        try:
+            announced = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            ok, first = capture.read()
+            if not ok or first is None:
+                raise SequenceError(f"{path}: not a readable video (no frame could be decoded)")
+            count = 1
+            while capture.grab():
+                count += 1
+        finally:
+            capture.release()
+        if announced > 0 and count < int(announced):
+            raise SequenceError(f"{path}: truncated or corrupt video: the file announces {int(announced)} frames "
+                                f"but only {count} could be decoded")
+        self.count = count
+        self.frame_size = tuple(first.shape[:2])
+        self.fps = fps if fps and np.isfinite(fps) and 0 < fps < 1000 else None
+        self.digits = max(5, len(str(count - 1)))
+
+    def __len__(self):
+        return self.count
+
+    def name(self, t):
+        return f"{t:0{self.digits}d}"
+
+    def where(self, t):
+        return f"{self.path} (frame {t})"
+
+    def size(self, t=0):
+        return self.frame_size
+
+    def reader(self):
+        return _VideoReader(self)
+
+
+class _VideoReader:
+    """Sequential decoding: ``read(t)`` with t never below the previous request; the
+    frames in between are decoded (grab) but not converted."""
+
+    def __init__(self, source):
+        self.source = source
+        self.capture = _open_capture(source.path)
+        self.position = 0          # index of the next frame the capture gives
+        self.last = (None, None)   # (t, image) of the last frame read
+
+    def read(self, t):
+        if self.last[0] == t:
+            return self.last[1]
+        if t < self.position:
+            raise ValueError(f"{self.source.path}: frames must be read in increasing order "
+                             f"(frame {t} after frame {self.position - 1})")
+        path = self.source.path
+        while self.position < t:
+            if not self.capture.grab():
+                raise SequenceError(f"{path}: cannot decode frame {self.position} (the file changed or is corrupt)")
+            self.position += 1
+        ok, image = self.capture.read()
+        if not ok or image is None:
+            raise SequenceError(f"{path}: cannot decode frame {t} (the file changed or is corrupt)")
+        self.position += 1
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        else:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        self.last = (t, np.ascontiguousarray(image, dtype=np.uint8))
+        return self.last[1]
+
+    def close(self):
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def list_frames(folder):
@@ -114,17 +297,18 @@ def check_davis_numbering(frames):
 
 def load_objects(spec: VideoSpec) -> VideoObjects:
     """Read and check the annotations of a video (sizes, ids, listed objects)."""
-    size = image_size(spec.frame_paths[0])
+    frames = spec.frames
+    size = frames.size(0)
     given, new_ids, introduced = {}, {}, {}  # introduced: original id -> frame index, in order
     for t in sorted(spec.annotation_paths):
         path = spec.annotation_paths[t]
         labels = load_annotation(path)
         if spec.merge_objects:
             labels = (labels > 0).astype(np.uint8)
-        frame_size = image_size(spec.frame_paths[t])
+        frame_size = frames.size(t)
         if labels.shape != frame_size or frame_size != size:
             raise SequenceError(f"{path}: annotation is {labels.shape[1]}x{labels.shape[0]} (WxH) but frame "
-                                f"{spec.frame_paths[t]} is {frame_size[1]}x{frame_size[0]} and the video "
+                                f"{frames.where(t)} is {frame_size[1]}x{frame_size[0]} and the video "
                                 f"{size[1]}x{size[0]}")
         new = [int(i) for i in np.unique(labels) if i != 0 and i not in introduced]
         if not introduced and not new:
@@ -134,10 +318,10 @@ def load_objects(spec: VideoSpec) -> VideoObjects:
             new_ids[t] = new
             introduced.update((i, t) for i in new)
     for obj_id, t in sorted(spec.listed_objects.items()):
-        if introduced.get(obj_id, len(spec.frame_paths)) > t:
-            path = spec.annotation_paths.get(t, spec.frame_paths[t])
+        if introduced.get(obj_id, len(frames)) > t:
+            path = spec.annotation_paths.get(t, frames.where(t))
             raise SequenceError(f"{path}: label id {obj_id} is not present, but object {obj_id} is listed "
-                                f"from frame {stem(spec.frame_paths[t])} on")
+                                f"from frame {frames.name(t)} on")
     to_original = np.array([0, *introduced], dtype=np.uint8)
     to_internal = np.zeros(256, dtype=np.int64)
     to_internal[to_original] = np.arange(len(to_original))
@@ -337,3 +521,57 @@ class SingleVideo:
 
     def video(self, name):
         return folder_video(name, self.frame_dir, self.mask_dir)
+
+
+def index_annotations(masks, count, video):
+    """{frame index: path} of the palette PNGs given for a video file: a folder of PNGs named by
+    frame index (00000.png, 12.png, ...) or one PNG (frame 0, or the index its name gives)."""
+    if os.path.isfile(masks):
+        if not masks.lower().endswith(".png"):
+            raise SequenceError(f"{masks}: the annotation must be a palette PNG")
+        name = stem(masks)
+        t = int(name) if name.isdigit() else 0
+        files = [(t, masks)]
+    elif os.path.isdir(masks):
+        files = []
+        for name in sorted(os.listdir(masks)):
+            if not name.lower().endswith(".png") or name.startswith("."):
+                continue
+            path = os.path.join(masks, name)
+            if not stem(name).isdigit():
+                raise SequenceError(f"{path}: annotations of a video file are named by frame index "
+                                    "(00000.png for the first frame)")
+            files.append((int(stem(name)), path))
+        if not files:
+            raise SequenceError(f"{masks}: no annotation PNG; give one for the frame where the objects first appear")
+    else:
+        raise SequenceError(f"{masks}: annotation folder or PNG not found")
+    paths = {}
+    for t, path in files:
+        if t >= count:
+            raise SequenceError(f"{path}: annotation of frame {t}, but {video} has {count} frames (0..{count - 1})")
+        if t in paths:
+            raise SequenceError(f"{path}: a second annotation of frame {t} (also {paths[t]})")
+        paths[t] = path
+    return paths
+
+
+class VideoFile:
+    """One video file (read with OpenCV) and its annotations: a folder of palette PNGs
+    named by frame index, or a single PNG. Named after the file (clip.mp4 -> clip).
+    The file is opened and decoded once when this reader is made, so that a file that
+    is not a readable video stops the run at setup."""
+
+    def __init__(self, path, masks):
+        self.path, self.masks = path, masks
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        self.names = [check_name(name, f"--video {path}: the video name (the file's name without extension)")]
+        self.frames = VideoFileFrames(path)
+        self.annotations = index_annotations(masks, len(self.frames), path)
+
+    def input_folders(self):
+        """What --output must not be, contain or lie inside: the video file and the annotation folder or PNG."""
+        return [self.path, self.masks]
+
+    def video(self, name):
+        return VideoSpec(name, [], dict(self.annotations), frames=self.frames, inputs=self.input_folders())

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from dataset.eval_datasets import SequenceError, load_objects
-from inference_core import output_guard
+from inference_core import output_guard, sharding
 from inference_core.core import InferenceConfig, InferenceCore
 from model.checkpoint import CheckpointError, build_network
 from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, PROCEDURES
 from util.device import amp_available, pick_device, synchronize
-from util.palette import load_frame, save_palette_png
+from util.palette import save_palette_png
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 # What opening a dataset reader or build_core raises for bad input: the scripts exit with EXIT_SETUP.
@@ -128,46 +128,48 @@ def run_video(core, spec, out_dir, shorter_side=-1):
     device = core.device
     size = processing_size(objects.size, shorter_side)
     outputs = spec.output_names()
-    num_frames = len(spec.frame_paths)
+    num_frames = len(spec.frames)
     cache = {}  # frame index -> tensor; at most the current and the next frame
 
     def read(t):
+        # Frames are requested in increasing order (a video file is decoded front to back).
         if t not in cache:
-            image = load_frame(spec.frame_paths[t])
+            image = frames.read(t)
             if image.shape[:2] != objects.size:
-                raise SequenceError(f"{spec.frame_paths[t]}: frame is {image.shape[1]}x{image.shape[0]} (WxH) "
+                raise SequenceError(f"{spec.frames.where(t)}: frame is {image.shape[1]}x{image.shape[0]} (WxH) "
                                     f"but the video is {objects.size[1]}x{objects.size[0]}")
             cache[t] = frame_tensor(image, size, device)
         return cache[t]
 
-    core.start_video()
-    seconds = 0.0
-    for t in range(num_frames):
-        for old in [i for i in cache if i < t]:
-            del cache[old]
-        last = t + 1 == num_frames
-        if not core.will_process(output=t in outputs, new_objects=t in objects.given, last=last):
-            core.skip()
-            continue
-        current, following = read(t), None if last else read(t + 1)
-        mask, new = None, ()
-        if t in objects.given:
-            mask = mask_tensor(objects.to_internal[objects.given[t]], size, device)
-            new = [int(objects.to_internal[i]) for i in objects.new_ids[t]]
-        synchronize(device)
-        start = time.perf_counter()
-        prob = core.step(current, following, mask=mask, new_objects=new)
-        synchronize(device)
-        seconds += time.perf_counter() - start
-        if t in outputs:
-            if tuple(prob.shape[-2:]) != tuple(objects.size):
-                prob = F.interpolate(prob[None], size=objects.size, mode="bilinear", align_corners=False)[0]
-            labels = objects.to_original[prob.argmax(0).cpu().numpy()]
+    with spec.frames.reader() as frames:
+        core.start_video()
+        seconds = 0.0
+        for t in range(num_frames):
+            for old in [i for i in cache if i < t]:
+                del cache[old]
+            last = t + 1 == num_frames
+            if not core.will_process(output=t in outputs, new_objects=t in objects.given, last=last):
+                core.skip()
+                continue
+            current, following = read(t), None if last else read(t + 1)
+            mask, new = None, ()
             if t in objects.given:
-                given = objects.given[t]
-                labels[np.isin(labels, objects.new_ids[t])] = 0
-                labels = np.where(given > 0, given, labels)
-            save_palette_png(os.path.join(out_dir, outputs[t]), labels, objects.palette)
+                mask = mask_tensor(objects.to_internal[objects.given[t]], size, device)
+                new = [int(objects.to_internal[i]) for i in objects.new_ids[t]]
+            synchronize(device)
+            start = time.perf_counter()
+            prob = core.step(current, following, mask=mask, new_objects=new)
+            synchronize(device)
+            seconds += time.perf_counter() - start
+            if t in outputs:
+                if tuple(prob.shape[-2:]) != tuple(objects.size):
+                    prob = F.interpolate(prob[None], size=objects.size, mode="bilinear", align_corners=False)[0]
+                labels = objects.to_original[prob.argmax(0).cpu().numpy()]
+                if t in objects.given:
+                    given = objects.given[t]
+                    labels[np.isin(labels, objects.new_ids[t])] = 0
+                    labels = np.where(given > 0, given, labels)
+                save_palette_png(os.path.join(out_dir, outputs[t]), labels, objects.palette)
     return VideoResult(num_frames, seconds, core.processed)
 
 
@@ -179,21 +181,28 @@ class RunSummary:
     frames: int = 0
     processed: int = 0   # frames run through the network
     seconds: float = 0.0
+    peak_memory: int = None  # bytes of peak GPU memory, largest over the processes (None: this process's)
+    processes: int = 1       # how many processes ran the videos (torchrun, inference_core/sharding.py)
 
     @property
     def complete(self):
         return self.done + self.skipped
+
+    def exit_code(self):
+        return EXIT_FAILED if self.failures else EXIT_OK
 
     def report(self, device):
         """Print FPS, peak GPU memory and the failures; return the exit code."""
         if self.seconds > 0:
             print(f"Processed {len(self.done)} videos, {self.frames} frames ({self.processed} through the "
                   f"network) in {self.seconds:.1f} s: {self.frames / self.seconds:.2f} FPS "
-                  f"(frames per second of network time, I/O excluded)")
+                  f"(frames per second of network time, I/O excluded"
+                  f"{f'; per process, {self.processes} processes' if self.processes > 1 else ''})")
         if self.skipped:
             print(f"Skipped {len(self.skipped)} videos already complete (--overwrite to redo them)")
         if device.type == "cuda":
-            print(f"Peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+            peak = torch.cuda.max_memory_allocated(device) if self.peak_memory is None else self.peak_memory
+            print(f"Peak GPU memory: {peak / 2**30:.2f} GiB{' (largest of the processes)' if self.processes > 1 else ''}")
         if self.failures:
             print(f"FAILED {len(self.failures)} videos:")
             for name, message in self.failures:
@@ -208,7 +217,7 @@ def _describe(error):
     return f"{type(error).__name__}: {error}"
 
 
-def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after_video=None):
+def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after_video=None, shard=sharding.SINGLE):
     """Run every video of ``reader`` (a DavisSet, YouTubeSet, ...) into ``out_dir_of(name)``.
 
     Videos done by an earlier run (see :func:`outputs_complete`) are skipped
@@ -217,13 +226,19 @@ def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after
     with a result name that this tool did not write, fails the video and is
     left untouched (inference_core/output_guard.py). ``after_video(spec, out_dir)``
     runs after each complete video (e.g. to write an overlay).
+
+    Under torchrun (``shard`` from sharding.join) this process runs its share of
+    the videos, then waits for the others: every process returns the merged
+    summary of all of them.
     """
     summary = RunSummary()
     if core.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(core.device)
+    names = sharding.names_of(reader, shard)
     # fd named here: progressbar's default is the sys.stderr of its import time.
-    bar = progressbar.ProgressBar(max_value=len(reader.names), redirect_stdout=True, fd=sys.stderr)
-    for name in bar(reader.names):
+    bar = progressbar.ProgressBar(max_value=len(names), redirect_stdout=True, fd=sys.stderr) if shard.is_main \
+        else (lambda items: items)
+    for name in bar(names):
         out_dir = out_dir_of(name)
         try:
             spec = reader.video(name)
@@ -231,7 +246,8 @@ def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after
                 summary.skipped.append(name)
                 print(f"{name}: already complete, skipped")
             else:
-                output_guard.refuse_overlap(out_dir, output_guard.video_input_folders(spec), f"result folder of {name}")
+                inputs = output_guard.video_input_folders(spec) if spec.inputs is None else spec.inputs
+                output_guard.refuse_overlap(out_dir, inputs, f"result folder of {name}")
                 # Old results (only those our manifest lists) go first: a video that fails midway must not
                 # look complete later.
                 expected = list(spec.output_names().values())
@@ -250,4 +266,6 @@ def run_videos(reader, core, out_dir_of, shorter_side=-1, overwrite=False, after
             message = _describe(error)
             summary.failures.append((name, message))
             print(f"{name}: FAILED: {message}")
-    return summary
+    if shard.distributed and core.device.type == "cuda":
+        summary.peak_memory = torch.cuda.max_memory_allocated(core.device)
+    return sharding.gather_summary(summary, reader.names, shard)
