@@ -5,11 +5,12 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
 
-from dataset.synthetic import make_davis_dataset
+from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from inference_core import sharding
 from inference_core.video_runner import RunSummary
 from model.network import IMSFR
@@ -73,23 +74,36 @@ def files(folder):
     return found
 
 
-def test_two_gloo_processes_give_the_results_of_one(tmp_path):
-    torch.manual_seed(0)
-    weights = tmp_path / "net.pth"
-    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), weights)
-    root = tmp_path / "2017"
-    names = make_davis_dataset(root / "trainval", num_sequences=3, num_frames=4, size=(48, 64),
-                               splits=("val",))["val"]
+def clean_env():
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
+    return env
+
+
+def torchrun(processes):
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+            f"--master_port={free_port()}"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "net.pth"
+    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
+    return path
+
+
+def test_two_gloo_processes_give_the_results_of_one(weights, tmp_path):
+    root = tmp_path / "2017"
+    names = make_davis_dataset(root / "trainval", num_sequences=3, num_frames=4, size=(48, 64),
+                               splits=("val",))["val"]
+    env = clean_env()
     common = ["eval_davis.py", "--model", str(weights), "--davis_path", str(root), "--device", "cpu",
               "--eval_workers", "1", "--mem_every", "1", "--sample_threshold", "1", "--sample_fraction", "0.5",
               "--anchors", "0", "-2"]
     runs = {}
-    for label, launcher in (("one", [sys.executable]),
-                            ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                     f"--master_port={free_port()}"])):
+    for label, launcher in (("one", [sys.executable]), ("two", torchrun(2))):
         out = tmp_path / label
         done = subprocess.run(launcher + common + ["--output", str(out)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
@@ -107,3 +121,22 @@ def test_two_gloo_processes_give_the_results_of_one(tmp_path):
     assert two_text.count("Global results for val") == 1 and two_text.count("Processed 3 videos, 12 frames") == 1
     assert "per process, 2 processes" in two_text
     assert "process 0 of" not in one_text and "Processed 3 videos, 12 frames" in one_text
+
+
+def test_youtube_zip_is_written_once_from_every_process(weights, tmp_path):
+    root = tmp_path / "yv"
+    names = make_youtube_dataset(root, num_videos=3, num_frames=4, size=(48, 64), max_objects=2)
+    out = tmp_path / "out"
+    done = subprocess.run(torchrun(2) + ["eval_youtube.py", "--model", str(weights), "--yv_path", str(root),
+                                         "--output", str(out), "--device", "cpu"],
+                          cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "process 1 of 2: 1 videos" in done.stdout
+    assert done.stdout.count("Archive for the server") == 1 and done.stdout.count("Processed 3 videos") == 1
+    written = {os.path.join("Annotations", path) for path in files(out / "Annotations")
+               if path.endswith(".png")}
+    assert {path.split(os.sep)[1] for path in written} == set(names)
+    with zipfile.ZipFile(f"{out}.zip") as archive:
+        assert set(archive.namelist()) == {path.replace(os.sep, "/") for path in written}
+        for path in written:
+            assert archive.read(path.replace(os.sep, "/")) == (out / path).read_bytes()
