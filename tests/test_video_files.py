@@ -179,7 +179,7 @@ def test_reader_is_rgb_sequential_and_counts_by_decoding(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["truncated mp4", "truncated avi", "text as mp4", "text", "image", "missing",
-                                  "mask past the end", "mask not by index"])
+                                  "mask past the end", "mask not by index", "output holds the video"])
 def test_bad_video_file_is_one_line_naming_it(weights, clip, tmp_path, capsys, case):
     video, masks = tmp_path / "clip.mp4", clip / "masks"
     data = (clip / "clip.mp4").read_bytes()
@@ -206,6 +206,9 @@ def test_bad_video_file_is_one_line_naming_it(weights, clip, tmp_path, capsys, c
     elif case == "missing":
         video = tmp_path / "none.mp4"
         expected = f"{video}: video file not found"
+    elif case == "output holds the video":
+        video.write_bytes(data)
+        expected = f"--output {tmp_path} overlaps the input folder {video}"
     else:
         video.write_bytes(data)
         masks = tmp_path / "masks"
@@ -214,13 +217,14 @@ def test_bad_video_file_is_one_line_naming_it(weights, clip, tmp_path, capsys, c
         (masks / name).write_bytes((clip / "masks" / "00000.png").read_bytes())
         expected = (f"{masks / name}: annotation of frame {FRAMES}, but {video} has {FRAMES} frames"
                     if case == "mask past the end" else f"{masks / name}: annotations of a video file are named by")
-    out = tmp_path / "out"
+    out = tmp_path if case == "output holds the video" else tmp_path / "out"
+    before = sorted(os.listdir(tmp_path))
     code, text, err = run(["--model", weights, "--device", "cpu", "--video", str(video), "--masks", str(masks),
                            "--output", str(out)], capsys)
     assert code == 2, text + err
     assert err.startswith("error: " + expected), err
     assert err.count("\n") == 1
-    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written
 
 
 def test_overlays_are_streamed(tmp_path):
