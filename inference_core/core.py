@@ -32,9 +32,12 @@ first given on the last frame is therefore output from its mask there and has
 no memory (the reference crashes in that case).
 """
 import dataclasses
+import random
+from typing import Optional
+
 import torch
 
-from inference_core.memory_bank import MemoryBank
+from inference_core.memory_bank import MemoryBank, minimum_budget
 from model.aggregate import soft_aggregate
 from model.sampler import IsogenousSampler
 from model.value_encoder import other_objects
@@ -58,22 +61,36 @@ class InferenceConfig:
     procedure: str = _DAVIS2017["procedure"]
     seed: int = 0
     amp: bool = False
+    # Project's own (README, "Long videos"): at most this many long-term frames per memory
+    # bank, anchors kept, the rest a reservoir sample (inference_core/memory_bank.py). None:
+    # every memorised frame, as the reference.
+    memory_budget: Optional[int] = None
+    # CUDA: the long-term store in pinned CPU memory, only the frames read go to the GPU.
+    offload_memory: bool = False
 
     def __post_init__(self):
         if self.procedure not in PROCEDURES:
             raise ValueError(f"procedure must be one of {', '.join(PROCEDURES)}, got {self.procedure!r}")
         if self.mem_every < 1 or self.top_k < 1:
             raise ValueError(f"mem_every and top_k must be at least 1, got {self.mem_every} and {self.top_k}")
+        if self.memory_budget is not None and self.memory_budget < minimum_budget(self.anchors):
+            raise ValueError(f"memory_budget must be at least {minimum_budget(self.anchors)} for the anchors "
+                             f"{tuple(self.anchors)} (they are kept, plus one reservoir slot), got {self.memory_budget}")
 
     def sampler(self):
         return IsogenousSampler(self.sample_threshold, self.sample_fraction, self.anchors, self.seed)
 
 
 class InferenceCore:
-    def __init__(self, network, config: InferenceConfig, device):
+    def __init__(self, network, config: InferenceConfig, device, store_device=None):
+        """``store_device``: where the long-term memory lives (default: CPU with
+        ``config.offload_memory`` on CUDA, else ``device``)."""
         self.network = network.eval()
         self.config = config
         self.device = torch.device(device)
+        if store_device is None:
+            store_device = "cpu" if config.offload_memory and self.device.type == "cuda" else self.device
+        self.store_device = torch.device(store_device)
         self.use_amp = config.amp and amp_available(self.device)
         self.per_object_draws = config.procedure == "youtube"
         self.start_video()
@@ -180,9 +197,19 @@ class InferenceCore:
             object_prob = soft_aggregate(object_prob.unsqueeze(0))[0, 1:]
         object_prob = object_prob * (1 - given.sum(0, keepdim=True).clamp(max=1))
         self.group_start.append(self.frame_index)
-        self.banks.append(MemoryBank(new_objects))
+        self.banks.append(self._new_bank(new_objects))
         self.num_objects += len(new_objects)
         return torch.cat([object_prob, given], dim=0)
+
+    def _new_bank(self, objects):
+        """A memory bank; with a budget its reservoir has its own stream, seeded
+        from the config's seed and the group (the sampler's stream is untouched)."""
+        budget = self.config.memory_budget
+        rng = random.Random(f"imsfr-reservoir:{self.config.seed}:{len(self.banks)}") if budget is not None else None
+        offloaded = self.store_device != self.device
+        return MemoryBank(objects, budget=budget, anchors=self.config.anchors, rng=rng,
+                          store_device=self.store_device, compute_device=self.device,
+                          pin=offloaded and self.store_device.type == "cpu" and torch.cuda.is_available())
 
     def _memorise(self, t, frame, key, f16, object_prob, next_frame, introduces):
         """Encode this frame's values for the groups that memorise it (long-term

@@ -59,6 +59,26 @@ def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1)
                         help="process frames scaled down to this shorter side (-1: original size); "
                              "results are written at the original size (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo videos whose results already exist")
+    parser.add_argument("--memory_budget", type=_budget, default=d.get("memory_budget"),
+                        help="keep at most N long-term memory frames per memory bank: the sampler's anchors "
+                             "plus a uniform reservoir sample of the older frames, so memory and time per frame "
+                             "stay flat on long videos; 'none': every frame, as the reference (default: %(default)s)")
+    parser.add_argument("--offload_memory", action="store_true",
+                        help="CUDA: keep the long-term memory in pinned CPU memory and move only the frames read "
+                             "to the GPU (no effect on CPU)")
+
+
+def _budget(text):
+    """--memory_budget: a positive frame count, or 'none' (unbounded)."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frame count or 'none', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a frame count or 'none', got {text!r}")
+    return value
 
 
 def build_core(args):
@@ -66,12 +86,16 @@ def build_core(args):
     device = pick_device(args.device)
     if args.amp and not amp_available(device):
         print(f"note: --amp has no effect on {device.type}; running in float32")
+    offload = getattr(args, "offload_memory", False)
+    if offload and device.type != "cuda":
+        print(f"note: --offload_memory has no effect on {device.type}; the memory is already in host memory")
     network = build_network(args.model, device)
     if args.mem_every < 1 or args.top < 1:
         raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
     config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,
                              sample_threshold=args.sample_threshold, sample_fraction=args.sample_fraction,
-                             anchors=tuple(args.anchors), procedure=args.procedure, seed=args.seed, amp=args.amp)
+                             anchors=tuple(args.anchors), procedure=args.procedure, seed=args.seed, amp=args.amp,
+                             memory_budget=getattr(args, "memory_budget", None), offload_memory=offload)
     return InferenceCore(network, config, device)
 
 

@@ -55,8 +55,14 @@ EVAL_DEFAULTS = {
                     anchors=(0, 1, -5, -4, -3, -2), procedure="youtube"),
     # Own videos (eval_generic.py): DAVIS 2017's memory settings; objects may appear
     # mid-video, so they are handled as the reference handles YouTube-VOS.
+    # memory_budget (project's own, README "Long videos"): at most 50 long-term frames per
+    # memory bank (anchors + a uniform reservoir sample), so an own video of any length fits
+    # a consumer GPU at 480p: at 480x854 a stored frame is 3.3 MB of key + 3.3 MB per object
+    # (float32), i.e. 50 frames of 2 objects about 0.5 GB. Videos with at most 50 memory frames
+    # (300 frames at mem_every 6) are unaffected. The benchmark presets keep every frame
+    # (no memory_budget entry = None), as the reference.
     "generic": dict(top_k=4, mem_every=6, sample_threshold=10, sample_fraction=0.6,
-                    anchors=(1, -5, -4, -3, -2), procedure="youtube"),
+                    anchors=(1, -5, -4, -3, -2), procedure="youtube", memory_budget=50),
 }
 PROCEDURES = ("davis", "youtube")
 
