@@ -42,7 +42,7 @@ from model.aggregate import soft_aggregate
 from model.sampler import IsogenousSampler
 from model.value_encoder import other_objects
 from util.config import EVAL_DEFAULTS, PROCEDURES
-from util.device import amp_available
+from util.device import amp_dtype, inference_amp_available
 from util.tensor_util import pad_divide_by, unpad
 
 
@@ -91,7 +91,7 @@ class InferenceCore:
         if store_device is None:
             store_device = "cpu" if config.offload_memory and self.device.type == "cuda" else self.device
         self.store_device = torch.device(store_device)
-        self.use_amp = config.amp and amp_available(self.device)
+        self.use_amp = config.amp and inference_amp_available(self.device)
         self.per_object_draws = config.procedure == "youtube"
         self.start_video()
 
@@ -108,7 +108,7 @@ class InferenceCore:
         self.sampler = self.config.sampler()
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
+        return torch.autocast(self.device.type, dtype=amp_dtype(self.device), enabled=self.use_amp)
 
     # ---- which frames need the network -----------------------------------------
     def _due_groups(self, t, introduces):
@@ -174,15 +174,28 @@ class InferenceCore:
         return unpad(prob, pad).float()
 
     def _predict(self, key, f8, f4, size):
-        """Per-object probabilities (K, H', W') of the existing objects, in id order."""
-        probs = [key.new_zeros(0, *size, dtype=torch.float32)]
+        """Per-object probabilities (K, H', W') of the existing objects, in id order.
+        The query's shared work is done once per frame (``IMSFR.prepare_query``), each
+        group/draw is read and fused, and all objects are decoded in one batch
+        (inference_core/baseline.py keeps the per-read ``segment`` as the measuring stick)."""
+        query, parts = None, []  # per read: fused readouts (1, n, C, h, w), or n objects without memory
         for bank in self.banks:
             if bank.num_frames == 0:  # given on a frame without a next one: no memory
-                probs.append(key.new_zeros(len(bank.objects), *size, dtype=torch.float32))
+                parts.append(len(bank.objects))
                 continue
+            if query is None:
+                query = self.network.prepare_query(key, f8, f4)
             for _, memory in bank.reads(self.sampler, self.per_object_draws):
-                _, group_prob = self.network.segment(key, f8, f4, memory, top_k=self.config.top_k)
-                probs.append(group_prob[0])
+                parts.append(self.network.read_and_fuse(query, memory, top_k=self.config.top_k))
+        fused = [p for p in parts if not isinstance(p, int)]
+        decoded = self.network.decode(query, torch.cat(fused, dim=1))[0] if fused else None
+        probs, offset = [key.new_zeros(0, *size, dtype=torch.float32)], 0
+        for part in parts:
+            if isinstance(part, int):
+                probs.append(key.new_zeros(part, *size, dtype=torch.float32))
+            else:
+                probs.append(decoded[offset:offset + part.shape[1]])
+                offset += part.shape[1]
         return torch.cat(probs, dim=0)
 
     def _add_objects(self, object_prob, mask, new_objects):

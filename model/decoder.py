@@ -1,8 +1,24 @@
 """Upsampling decoder: readout + query feature at 1/16 to a logit map at full size."""
+from dataclasses import dataclass
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import ResBlock, UpsampleBlock
+
+
+@dataclass
+class PreparedQuery:
+    """The decoder's work that depends on the query frame only (``Decoder.prepare``)."""
+    query_conv1: torch.Tensor   # compress.conv1's share of the query-feature input channels (+ bias)
+    query_shortcut: torch.Tensor  # compress.downsample's share (+ bias)
+    skip8: torch.Tensor         # up_16_8.skip_conv(f8)
+    skip4: torch.Tensor         # up_8_4.skip_conv(f4)
+
+
+def _upsample_to(x, like):
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class Decoder(nn.Module):
@@ -18,5 +34,33 @@ class Decoder(nn.Module):
         x = self.compress(x)
         x = self.up_16_8(f8, x)
         x = self.up_8_4(f4, x)
+        x = self.pred(F.relu(x))
+        return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+    # Inference with N objects on one frame: ``forward`` on [readout_k, query] for
+    # every k runs the skip convolutions N times on the same f8/f4, and the first
+    # block's convolutions over the query half of its input N times. Convolution is
+    # linear in its input channels, so conv([r, q]) = conv_r(r) + conv_q(q) + bias
+    # (relu acts channel-wise, so it splits too): the query terms are computed once.
+    def prepare(self, query_feature, f8, f4):
+        """query_feature (1, Cq, h, w), f8, f4 of one frame -> PreparedQuery."""
+        block, split = self.compress, self.compress.conv1.in_channels - query_feature.shape[1]
+        if block.downsample is None:
+            raise ValueError("the decoder's first block must project its input (in_channels != 512)")
+        return PreparedQuery(
+            F.conv2d(F.relu(query_feature), block.conv1.weight[:, split:], block.conv1.bias, padding=1),
+            F.conv2d(query_feature, block.downsample.weight[:, split:], block.downsample.bias, padding=1),
+            self.up_16_8.skip_conv(f8), self.up_8_4.skip_conv(f4))
+
+    def decode(self, readout, prepared: PreparedQuery):
+        """readout (N, Cr, h, w) of N objects of the prepared frame -> (N, 1, H, W) logits,
+        equal to ``forward(cat([readout, query]), f8, f4)`` up to float rounding."""
+        block, split = self.compress, readout.shape[1]
+        hidden = F.conv2d(F.relu(readout), block.conv1.weight[:, :split], None, padding=1) + prepared.query_conv1
+        residual = block.conv2(F.relu(hidden))
+        x = F.conv2d(readout, block.downsample.weight[:, :split], None, padding=1) + prepared.query_shortcut
+        x = x + residual
+        x = self.up_16_8.out_conv(prepared.skip8 + _upsample_to(x, prepared.skip8))
+        x = self.up_8_4.out_conv(prepared.skip4 + _upsample_to(x, prepared.skip4))
         x = self.pred(F.relu(x))
         return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)

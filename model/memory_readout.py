@@ -35,3 +35,25 @@ def read_memory(weights: torch.Tensor, memory_value: torch.Tensor) -> torch.Tens
     mv = memory_value.reshape(batch, objects * channels, -1)
     out = mv @ weights.to(mv.dtype)
     return out.view(batch, objects, channels, height, width)
+
+
+def read_memory_top_k(weights: torch.Tensor, indices: torch.Tensor, memory_value: torch.Tensor) -> torch.Tensor:
+    """The top-k readout without the dense weight matrix: ``read_memory`` of
+    ``softmax_affinity(affinity, k)`` equals, for every query pixel j, the sum
+    over its k kept memory positions of weight x value.
+
+    weights, indices: (B, k, HW) from ``topk`` + softmax; memory_value: (B, K, C, T, H, W)
+    -> (B, K, C, H, W). Costs k gathers of (K C, HW) instead of a (K C, THW) x (THW, HW) product.
+    """
+    batch, objects, channels = memory_value.shape[:3]
+    height, width = memory_value.shape[-2:]
+    mv = memory_value.reshape(batch, objects * channels, -1)
+    weights = weights.to(mv.dtype)
+    out = []
+    for b in range(batch):
+        acc = None
+        for i in range(indices.shape[1]):
+            gathered = mv[b].index_select(1, indices[b, i])
+            acc = gathered * weights[b, i] if acc is None else acc.addcmul_(gathered, weights[b, i])
+        out.append(acc)
+    return torch.stack(out).view(batch, objects, channels, height, width)

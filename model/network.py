@@ -5,13 +5,15 @@ Keys are shared by all objects: (B, 512, T, h, w). Values are per object:
 (B, K, 512, T, h, w). Frames passed to the encoders must have H and W divisible
 by 16 (``util.tensor_util.pad_divide_by`` pads them; ``forward`` pads itself the same way).
 """
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn as nn
 
 from model.aggregate import soft_aggregate_logits
 from model.backbones import KeyEncoder
 from model.decoder import Decoder
-from model.memory_readout import l2_affinity, read_memory, softmax_affinity
+from model.memory_readout import l2_affinity, read_memory, read_memory_top_k, softmax_affinity
 from model.positional import sinusoidal_encoding
 from model.value_encoder import FrameRelationValueEncoder
 from util.tensor_util import pad_divide_by, unpad
@@ -19,6 +21,16 @@ from util.tensor_util import pad_divide_by, unpad
 KEY_CHANNELS = 512
 VALUE_CHANNELS = 512
 NUM_FREQUENCIES = 6
+
+
+@dataclass
+class QueryFeatures:
+    """Everything of a query frame that all objects share (``IMSFR.prepare_query``):
+    the key, the decoder's per-frame parts and the affinities already computed
+    for a memory key (keyed by the key tensor's id; valid for this frame only)."""
+    key: torch.Tensor
+    decoder: object
+    affinities: dict = field(default_factory=dict)
 
 
 class IMSFR(nn.Module):
@@ -59,6 +71,8 @@ class IMSFR(nn.Module):
     # ---- encoders -----------------------------------------------------------
     def encode_key(self, frame):
         """frame: (B, 3, H, W) -> key (B, 512, h, w) and f16, f8, f4 features."""
+        if self.key_comp.weight.is_contiguous(memory_format=torch.channels_last):
+            frame = frame.contiguous(memory_format=torch.channels_last)  # see to_channels_last
         f16, f8, f4 = self.key_encoder(frame)
         return self.key_comp(f16), f16, f8, f4
 
@@ -124,6 +138,63 @@ class IMSFR(nn.Module):
         if selector is not None:
             prob = prob * selector[:, :, None, None]
         return soft_aggregate_logits(prob), prob
+
+    # ---- inference: shared work once per frame ----------------------------------
+    # ``segment`` above is what training runs. Inference computes the same
+    # numbers (to float rounding; tests/test_inference_speed_paths.py) without
+    # per-object duplication: the query's decoder parts once per frame, each
+    # memory key's affinity once per frame, top-k readouts as a gather of k
+    # values instead of a product with a mostly-zero weight matrix, and the
+    # aggregation left to the caller (inference_core/baseline.py keeps the
+    # reference-shaped path as the measuring stick).
+    def prepare_query(self, query_key, f8, f4):
+        """The per-frame work every object shares: (1, ...) features of one frame."""
+        return QueryFeatures(query_key, self.decoder.prepare(query_key, f8, f4))
+
+    def _weights(self, query, key, top_k):
+        ident = (id(key), top_k)
+        if ident not in query.affinities:
+            affinity = l2_affinity(key.float(), query.key.float())
+            if top_k is not None and top_k < affinity.shape[1]:
+                values, indices = torch.topk(affinity, k=top_k, dim=1)
+                query.affinities[ident] = (torch.softmax(values, dim=1), indices)
+            else:
+                query.affinities[ident] = (torch.softmax(affinity, dim=1), None)
+            query.affinities[ident + ("key",)] = key  # keeps id(key) valid for this frame
+        return query.affinities[ident]
+
+    def _read(self, query, key, value, top_k):
+        weights, indices = self._weights(query, key, top_k)
+        if indices is None:
+            return read_memory(weights, value.float())
+        return read_memory_top_k(weights, indices, value.float())
+
+    def read_and_fuse(self, query, memory, top_k=None):
+        """The three readouts and their gated fusion for the memory's K objects:
+        (B, K, 512, h, w). Affinities are computed in float32 (also under autocast)."""
+        with torch.autocast(query.key.device.type, enabled=False):
+            local = self._read(query, memory["local_key"], memory["local_value"], top_k)
+            global_ = self._read(query, memory["global_key"], memory["global_value"], None)
+            adjacent = self._read(query, memory["adjacent_key"], memory["adjacent_value"], None)
+        batch, num_objects = local.shape[:2]
+        fused = self.gated_fusion(local.flatten(0, 1), global_.flatten(0, 1), adjacent.flatten(0, 1), self.mask)
+        return fused.view(batch, num_objects, *fused.shape[1:])
+
+    # Objects decoded per batch (None: all at once). CPU convolutions of a batch of
+    # N are not always faster than N batches of one (scripts/benchmark_inference.py).
+    decode_chunk = None
+
+    def decode(self, query, fused):
+        """fused: (1, K, 512, h, w) readouts of one frame's K objects -> (1, K, H, W) probabilities."""
+        num_objects = fused.shape[1]
+        chunk = self.decode_chunk or num_objects
+        logits = torch.cat([self.decoder.decode(part, query.decoder) for part in fused[0].split(chunk)])
+        return torch.sigmoid(logits.float()).view(1, num_objects, *logits.shape[-2:])
+
+    def to_channels_last(self):
+        """Convolution weights in channels-last layout (CPU oneDNN and CUDA tensor cores
+        prefer it); ``encode_key`` then converts its input frame. Same numbers to rounding."""
+        return self.to(memory_format=torch.channels_last)
 
     # ---- training -----------------------------------------------------------
     def forward(self, frames, first_masks, selector=None):

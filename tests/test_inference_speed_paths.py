@@ -1,0 +1,120 @@
+"""The optimised inference path (shared per-frame work, top-k readout as a
+gather, batched decoding) gives the probabilities of the baseline path
+(inference_core/baseline.py: the core before the speed work) to 1e-5."""
+import copy
+
+import pytest
+import torch
+
+from inference_core.baseline import BaselineCore, baseline_segment
+from inference_core.core import InferenceConfig, InferenceCore
+from model.network import IMSFR
+from util.config import EVAL_DEFAULTS
+
+TOLERANCE = 1e-5
+HEIGHT, WIDTH = 72, 104  # padded to 80 x 112: 5 x 7 = 35 positions per memory frame at 1/16
+
+
+@pytest.fixture(autouse=True)
+def one_thread(_few_threads):
+    """Tiny frames: one thread is many times faster than two on a busy 2-core machine
+    (runs after conftest's two-thread setting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
+
+
+def video(num_frames, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, HEIGHT, WIDTH, generator=g) for _ in range(num_frames)]
+
+
+def objects_mask(ids, seed=0):
+    """Non-overlapping boxes for ``ids`` in a (HEIGHT, WIDTH) int64 mask."""
+    mask = torch.zeros(HEIGHT, WIDTH, dtype=torch.long)
+    for n, i in enumerate(ids):
+        top, left = 6 + 20 * (n % 3), 8 + 30 * (n % 3) + 4 * seed
+        mask[top:top + 18, left:left + 24] = i
+    return mask
+
+
+def run(core, frames, given, outputs=None):
+    """given: {t: (mask, ids)}; outputs: frames to produce (default all). Returns {t: prob}."""
+    core.start_video()
+    probs = {}
+    for t, frame in enumerate(frames):
+        mask, ids = given.get(t, (None, ()))
+        last = t + 1 == len(frames)
+        if not core.will_process(output=outputs is None or t in outputs, new_objects=bool(ids), last=last):
+            core.skip()
+            continue
+        probs[t] = core.step(frame, None if last else frames[t + 1], mask=mask, new_objects=ids)
+    return probs
+
+
+def assert_same(network, config, frames, given, outputs=None, optimised_network=None):
+    baseline = BaselineCore(network, config, "cpu")
+    optimised = InferenceCore(optimised_network or network, config, "cpu")
+    expected = run(baseline, frames, given, outputs)
+    got = run(optimised, frames, given, outputs)
+    assert sorted(got) == sorted(expected)
+    worst = max((got[t] - expected[t]).abs().max().item() for t in expected)
+    assert worst <= TOLERANCE, worst
+    # Both paths read the same memory frames (the sampler streams stayed in step).
+    for b_bank, o_bank in zip(baseline.banks, optimised.banks):
+        assert b_bank.last_read == o_bank.last_read
+        assert list(b_bank.frame_indices) == list(o_bank.frame_indices)
+    return baseline, optimised
+
+
+@pytest.mark.parametrize("num_objects", [1, 2, 3])
+@pytest.mark.parametrize("sampling", [False, True])
+def test_davis_procedure_same_probabilities(network, num_objects, sampling):
+    # mem_every 1 and threshold 4: sampling from the 6th frame on (anchors 1, -5..-2 exist).
+    settings = dict(EVAL_DEFAULTS["davis2017"], mem_every=1, sample_threshold=4 if sampling else 100)
+    ids = list(range(1, num_objects + 1))
+    baseline, _ = assert_same(network, InferenceConfig(**settings), video(12), {0: (objects_mask(ids), ids)})
+    read, stored = baseline.banks[0].last_read[1], list(baseline.banks[0].frame_indices)
+    assert (read != stored) == sampling  # the last frame read anchors + a draw, or all 11 memory frames
+
+
+def test_youtube_object_appearing_mid_video_with_sparse_outputs(network):
+    # Per-object draws (sampling from T > 4), an object given on frame 5, every 3rd frame output.
+    settings = dict(EVAL_DEFAULTS["youtube"], mem_every=1, sample_threshold=4, anchors=(0, 1, -2))
+    frames = video(14, seed=1)
+    given = {0: (objects_mask([1, 2]), [1, 2]), 5: (objects_mask([0, 0, 3], seed=1), [3])}
+    _, optimised = assert_same(network, InferenceConfig(**settings), frames, given,
+                               outputs={0, 3, 5, 6, 9, 12, 13})
+    assert optimised.memory_frames(3)[0] == 5
+    reads = optimised.banks[0].last_read
+    assert reads[1] != reads[2]  # the two objects drew different frames and were read in one batch
+
+
+def test_channels_last_network_same_probabilities(network):
+    settings = dict(EVAL_DEFAULTS["davis2017"], mem_every=2, sample_threshold=3, anchors=(1, -2))
+    ids = [1, 2]
+    assert_same(network, InferenceConfig(**settings), video(9), {0: (objects_mask(ids), ids)},
+                optimised_network=copy.deepcopy(network).to_channels_last())
+
+
+def test_training_segment_is_the_baseline_maths(network):
+    """``IMSFR.segment`` (training) is still the baseline: the same numbers exactly."""
+    torch.manual_seed(1)
+    key, f8, f4 = torch.randn(1, 512, 3, 4), torch.randn(1, 128, 6, 8), torch.randn(1, 64, 12, 16)
+    memory = dict(local_key=torch.randn(1, 512, 2, 3, 4), local_value=torch.randn(1, 2, 512, 2, 3, 4),
+                  global_key=torch.randn(1, 512, 1, 3, 4), global_value=torch.randn(1, 2, 512, 1, 3, 4),
+                  adjacent_key=torch.randn(1, 512, 1, 3, 4), adjacent_value=torch.randn(1, 2, 512, 1, 3, 4))
+    with torch.no_grad():
+        logits, prob = network.segment(key, f8, f4, memory, top_k=4)
+        base_logits, base_prob = baseline_segment(network, key, f8, f4, memory, top_k=4)
+        query = network.prepare_query(key, f8, f4)
+        fast = network.decode(query, network.read_and_fuse(query, memory, top_k=4))
+    assert torch.equal(prob, base_prob) and torch.equal(logits, base_logits)
+    assert (fast - prob).abs().max().item() <= TOLERANCE
