@@ -23,7 +23,7 @@ from inference_core import output_guard, sharding
 from inference_core.core import InferenceConfig, InferenceCore
 from model.checkpoint import CheckpointError, build_network
 from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, PROCEDURES
-from util.device import amp_available, pick_device, synchronize
+from util.device import inference_amp_available, pick_device, synchronize
 from util.palette import save_palette_png
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
@@ -42,7 +42,11 @@ def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1)
     parser.add_argument("--mem_every", type=int, default=d["mem_every"],
                         help="memorise every N-th frame (default: %(default)s)")
     parser.add_argument("--include_last", action="store_true", help="also read the last frame (temporary memory)")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on CPU)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
+                             "(README, Speed; off by default)")
+    parser.add_argument("--no_channels_last", action="store_true",
+                        help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the memory sampler, restarted per video (default: %(default)s)")
     parser.add_argument("--sample_threshold", type=int, default=d["sample_threshold"],
@@ -84,12 +88,14 @@ def _budget(text):
 def build_core(args):
     """Network, device and inference core from the parsed flags (errors: CheckpointError, ValueError, RuntimeError)."""
     device = pick_device(args.device)
-    if args.amp and not amp_available(device):
+    if args.amp and not inference_amp_available(device):
         print(f"note: --amp has no effect on {device.type}; running in float32")
     offload = getattr(args, "offload_memory", False)
     if offload and device.type != "cuda":
         print(f"note: --offload_memory has no effect on {device.type}; the memory is already in host memory")
     network = build_network(args.model, device)
+    if not getattr(args, "no_channels_last", False):
+        network.to_channels_last()  # the same numbers to float rounding (tests/test_inference_speed_paths.py)
     if args.mem_every < 1 or args.top < 1:
         raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
     config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,

@@ -1,15 +1,34 @@
-"""Inference speed and memory of the network on a synthetic 2-object video.
+"""Inference speed: the optimised core against the baseline core, in one run.
 
-Prints ms/frame (time in the inference core, synchronised on CUDA) and peak
-memory (GPU: allocated by PyTorch; CPU: the process's peak resident size) for
-a video of --frames frames at --height x --width (480p by default).
+The baseline is the core as it was before the speed work (inference_core/baseline.py:
+per-read ``segment`` with per-object decoder, dense top-k readout); the optimised
+path is ``InferenceCore``. Both use the same random-init network (or --model)
+on the same synthetic video, runs interleaved (baseline, optimised, baseline, ...),
+--repeats times; the figures are medians of the repeats. Prints:
 
-    python scripts/benchmark_inference.py --device cuda --amp
-    python scripts/benchmark_inference.py --device cpu --frames 10 --backbone resnet18
+* per-frame time (s, time in ``core.step`` over the video, synchronised on CUDA)
+  for 1, 2 and 4 objects (--objects), baseline and optimised, and their ratio;
+  with --amp also the optimised path under autocast (float16 on CUDA, bfloat16
+  on CPUs with native bfloat16);
+* the memory read per frame: long-term memory frames read per object and the
+  MiB of keys and values the three readouts read;
+* a per-component table (key encoder, value encoder, readouts, gate, decoder,
+  aggregation) of both paths on one frame with the memory the video ends with;
+* a YouTube-style video (youtube preset, every 5th frame scored, an object
+  appearing mid-video): frames processed and time with every frame processed
+  and with the core skipping the frames nothing needs (``will_process``).
+
+    python scripts/benchmark_inference.py --frames 8 --repeats 3          # 854x480, ResNet-101
+    python scripts/benchmark_inference.py --device cuda --amp --json out.json
+    python scripts/benchmark_inference.py --frames 6 --height 240 --width 432 --backbone resnet18
 """
 import argparse
+import copy
+import json
 import os
+import platform
 import resource
+import statistics
 import sys
 import time
 
@@ -17,76 +36,393 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from inference_core.baseline import (BaselineCore, baseline_decode, baseline_fusion,  # noqa: E402
+                                     baseline_readouts)
 from inference_core.core import InferenceConfig, InferenceCore  # noqa: E402
+from model.aggregate import soft_aggregate  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
 from util.config import EVAL_DEFAULTS  # noqa: E402
-from util.device import amp_available, pick_device, synchronize  # noqa: E402
+from util.device import amp_dtype, inference_amp_available, pick_device, synchronize  # noqa: E402
+from util.tensor_util import pad_divide_by  # noqa: E402
 
 
-def synthetic_video(num_frames, height, width, device, seed=0):
-    """Random normalised frames and a first-frame mask with two rectangles."""
+def synthetic_video(num_frames, height, width, num_objects, device, seed=0):
+    """Random normalised frames and a first-frame mask with ``num_objects`` boxes."""
     generator = torch.Generator().manual_seed(seed)
     frames = [torch.randn(3, height, width, generator=generator).to(device) for _ in range(num_frames)]
     mask = torch.zeros(height, width, dtype=torch.long)
-    mask[height // 8:height // 2, width // 8:width // 2] = 1
-    mask[height // 2:7 * height // 8, width // 2:7 * width // 8] = 2
+    for k in range(num_objects):
+        row, col = divmod(k, 2)
+        top, left = height // 8 + row * height // 3, width // 8 + col * width // 3
+        mask[top:top + height // 4, left:left + width // 4] = k + 1
     return frames, mask.to(device)
 
 
-def run(core, frames, mask):
-    """Seconds spent in core.step over the video."""
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def memory_read(core):
+    """(long-term frames read per object, MiB read by the three readouts) for the last frame."""
+    frames_per_object, nbytes = [], 0
+    for bank in core.banks:
+        if bank.num_frames == 0 or bank.global_key is None:
+            continue
+        key = bank.global_key
+        key_bytes = key[:, :, 0].nelement() * key.element_size()
+        value_bytes = bank.global_value[:, :1, :, 0].nelement() * bank.global_value.element_size()
+        reads = [bank.last_read[o] for o in bank.objects if o in bank.last_read]
+        frames_per_object += [len(r) for r in reads]
+        if not reads:
+            continue
+        num_reads = len(reads) if core.per_object_draws else 1
+        objects_per_read = len(bank.objects) / num_reads
+        for r in reads[:num_reads]:
+            # long-term + first-frame + previous-frame memories: keys once per read, values per object
+            nbytes += (len(r) + 2) * (key_bytes + objects_per_read * value_bytes)
+    mean = sum(frames_per_object) / len(frames_per_object) if frames_per_object else 0.0
+    return mean, nbytes / 2**20
+
+
+def run_video(core, frames, mask, ids, given_at=0, outputs=None, skipping=False, extra=None):
+    """Seconds in ``core.step`` over the video; memory read per processed frame; frames processed."""
     core.start_video()
     synchronize(core.device)
-    start = time.perf_counter()
+    seconds, reads = 0.0, []
     for t, frame in enumerate(frames):
-        following = frames[t + 1] if t + 1 < len(frames) else None
-        core.step(frame, following, mask=mask if t == 0 else None, new_objects=(1, 2) if t == 0 else ())
-    synchronize(core.device)
-    return time.perf_counter() - start
+        new = [i for i, at in zip(ids, given_at) if at == t] if isinstance(given_at, list) else \
+            (list(ids) if t == given_at else [])
+        last = t + 1 == len(frames)
+        if skipping and not core.will_process(output=outputs is None or t in outputs, new_objects=bool(new), last=last):
+            core.skip()
+            continue
+        following = None if last else frames[t + 1]
+        start = time.perf_counter()
+        core.step(frame, following, mask=mask if new else None, new_objects=new)
+        synchronize(core.device)
+        seconds += time.perf_counter() - start
+        if core.banks and not new:
+            reads.append(memory_read(core))
+    return seconds, reads, core.processed
+
+
+def timed(fn, device):
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def components(base_core, fast_core, frames, mask, ids, repeats, device):
+    """Per-call seconds of each part, both paths, on the last frame of the video
+    with the memory the video ends with (median of ``repeats`` interleaved calls)."""
+    run_video(base_core, frames[:-1], mask, ids)
+    run_video(fast_core, frames[:-1], mask, ids)
+    frame, _ = pad_divide_by(frames[-1].unsqueeze(0))
+    next_frame = frame
+    base_net, fast_net = base_core.network, fast_core.network
+    top_k = base_core.config.top_k
+    times = {}
+
+    def add(path, name, seconds):
+        times.setdefault((path, name), []).append(seconds)
+
+    with torch.inference_mode():
+        for _ in range(repeats):
+            for path, core, net in (("baseline", base_core, base_net), ("optimised", fast_core, fast_net)):
+                with core._autocast():
+                    dt, (key, f16, f8, f4) = timed(lambda: net.encode_key(frame), device)
+                    add(path, "key encoder", dt)
+                    probs = torch.full((1, len(ids), *frame.shape[-2:]), 1.0 / (len(ids) + 1), device=device)
+                    dt, _ = timed(lambda: net.encode_value(frame, f16, probs, next_frame), device)
+                    add(path, "value encoder", dt)
+                    bank = core.banks[0]
+                    # The same draw for both paths: read with no sampler (all memory frames).
+                    memory = bank.reads(None, False)[0][1]
+                    if path == "baseline":
+                        dt, readouts = timed(lambda: baseline_readouts(key, memory, top_k), device)
+                        add(path, "segment: readouts", dt)
+                        dt, fused = timed(lambda: baseline_fusion(net, *readouts), device)
+                        add(path, "segment: gate fusion", dt)
+                        dt, prob = timed(lambda: baseline_decode(net, key, f8, f4, fused), device)
+                        add(path, "segment: decoder", dt)
+                    else:
+                        dt, query = timed(lambda: net.prepare_query(key, f8, f4), device)
+                        add(path, "segment: shared query parts", dt)
+                        dt, fused = timed(lambda: net.read_and_fuse(query, memory, top_k), device)
+                        add(path, "segment: readouts + gate fusion", dt)
+                        dt, prob = timed(lambda: net.decode(query, fused), device)
+                        add(path, "segment: decoder", dt)
+                    dt, _ = timed(lambda: soft_aggregate(prob), device)
+                    add(path, "aggregation", dt)
+    table = {}
+    for (path, name), values in times.items():
+        table.setdefault(path, {})[name] = statistics.median(values)
+    for path in table:
+        table[path]["segment total"] = sum(v for k, v in table[path].items() if k.startswith("segment"))
+    return table
+
+
+def amp_accuracy(network, args, device):
+    """fp32 against --amp on the synthetic DAVIS 2017 set (dataset/synthetic.py): J&F of
+    both (util/davis_metrics.py), label agreement over all pixels, and time in eval_davis.py."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    import eval_davis
+    from dataset.synthetic import make_davis_dataset
+    from util.davis_metrics import evaluate_davis
+
+    num, frames, height, width = args.amp_accuracy
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "DAVIS")
+        names = make_davis_dataset(os.path.join(root, "trainval"), num_sequences=num, num_frames=frames,
+                                   size=(height, width), splits=("val",))["val"]
+        weights = os.path.join(tmp, "weights.pth")
+        torch.save(network.state_dict(), weights)
+        labels = {}
+        for name, flags in (("fp32", []), ("amp", ["--amp"])):
+            folder = os.path.join(tmp, name)
+            argv = ["--davis_path", root, "--model", weights, "--output", folder, "--device", str(device),
+                    "--no_eval"] + flags
+            start = time.perf_counter()
+            code = eval_davis.main(argv)
+            seconds = time.perf_counter() - start
+            if code:
+                raise RuntimeError(f"eval_davis.py {' '.join(argv)} exited with {code}")
+            table = evaluate_davis(os.path.join(root, "trainval"), folder, "2017", "val", workers=1).global_table
+            labels[name] = {(seq, f): np.array(Image.open(os.path.join(folder, seq, f)))
+                            for seq in names for f in sorted(os.listdir(os.path.join(folder, seq)))
+                            if f.endswith(".png")}
+            out[name] = dict(seconds=seconds, j_and_f=table["J&F-Mean"], j=table["J-Mean"], f=table["F-Mean"])
+        same = sum(int((labels["fp32"][k] == labels["amp"][k]).sum()) for k in labels["fp32"])
+        total = sum(v.size for v in labels["fp32"].values())
+    out.update(sequences=num, frames=frames, size=[height, width], label_agreement=same / total,
+               j_and_f_difference=out["amp"]["j_and_f"] - out["fp32"]["j_and_f"])
+    return out
+
+
+def make_network(args, device):
+    if args.model:
+        return build_network(args.model, device)
+    torch.manual_seed(0)
+    return IMSFR(pretrained=False, key_backbone=args.backbone).to(device).eval()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="weights to load (default: random-init network)")
     parser.add_argument("--backbone", default="resnet101", choices=["resnet18", "resnet50", "resnet101"],
-                        help="key encoder of the random-init network")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    parser.add_argument("--frames", type=int, default=30)
+                        help="key encoder of the random-init network (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
+    parser.add_argument("--amp", action="store_true",
+                        help="also time the optimised path under autocast (float16 on CUDA, bfloat16 on CPU)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per video (default: %(default)s)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
+    parser.add_argument("--objects", default="1,2,4", help="object counts to time (default: %(default)s)")
+    parser.add_argument("--baseline_objects", default="2",
+                        help="object counts whose baseline is timed too ('all' or a list; default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per path (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--benchmark", default="davis2017", choices=sorted(EVAL_DEFAULTS),
-                        help="memory/sampler settings to use")
+                        help="memory/sampler settings of the timed videos (default: %(default)s)")
+    parser.add_argument("--channels_last", choices=("on", "off"), default="on",
+                        help="optimised path with channels-last convolution weights (default: %(default)s)")
+    parser.add_argument("--decode_chunk", type=int, default=None,
+                        help="optimised path: objects decoded per batch (default: all)")
+    parser.add_argument("--compile", action="store_true",
+                        help="optimised path: torch.compile the decoder (slow to start; not the default)")
+    parser.add_argument("--youtube_frames", type=int, default=16,
+                        help="frames of the YouTube-style sparse-output video (0: skip it; default: %(default)s)")
+    parser.add_argument("--no_components", action="store_true", help="skip the per-component table")
+    parser.add_argument("--amp_accuracy", type=int, nargs=4, metavar=("SEQUENCES", "FRAMES", "H", "W"),
+                        help="also run eval_davis.py in fp32 and with --amp on a synthetic DAVIS 2017 set of this "
+                             "size and compare J&F and labels (the network of this run, saved to a temp file)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.frames < 2:
         parser.error("--frames must be at least 2")
     try:
+        object_counts = [int(n) for n in args.objects.split(",")]
+        baseline_counts = object_counts if args.baseline_objects == "all" else \
+            [int(n) for n in args.baseline_objects.split(",") if n]
+    except ValueError:
+        parser.error("--objects/--baseline_objects: comma-separated integers")
+    torch.set_num_threads(args.threads)
+    try:
         device = pick_device(args.device)
-        if args.model:
-            network = build_network(args.model, device)
-        else:
-            network = IMSFR(pretrained=False, key_backbone=args.backbone).to(device).eval()
+        base_net = make_network(args, device)
     except (CheckpointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.amp and not amp_available(device):
-        print(f"note: --amp has no effect on {device.type}")
-    core = InferenceCore(network, InferenceConfig(**EVAL_DEFAULTS[args.benchmark], amp=args.amp), device)
-    frames, mask = synthetic_video(args.frames, args.height, args.width, device)
-    run(core, frames[:3], mask)  # warm-up: kernel selection, allocator
+    fast_net = copy.deepcopy(base_net)
+    if args.channels_last == "on":
+        fast_net.to_channels_last()
+    fast_net.decode_chunk = args.decode_chunk
+    if args.compile:
+        fast_net.decoder.decode = torch.compile(fast_net.decoder.decode)
+    amp = args.amp and inference_amp_available(device)
+    if args.amp and not amp:
+        print(f"note: no mixed precision on {device.type}; AMP rows skipped")
+    settings = EVAL_DEFAULTS[args.benchmark]
+
+    def cores(use_amp):
+        config = InferenceConfig(**settings, amp=use_amp)
+        return BaselineCore(base_net, config, device), InferenceCore(fast_net, config, device)
+
+    result = dict(device=str(device), cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(),
+                  size=[args.height, args.width], frames=args.frames, backbone=args.model or args.backbone,
+                  benchmark=args.benchmark, repeats=args.repeats, channels_last=args.channels_last,
+                  decode_chunk=args.decode_chunk, compile=args.compile,
+                  amp_dtype=str(amp_dtype(device)).replace("torch.", "") if amp else None,
+                  load_start=load(), per_frame=[], components=None, youtube=None)
+    print(f"device {device} ({result['cpu'] if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
+          f"torch {torch.__version__}, {result['threads']} threads, {args.frames} frames of "
+          f"{args.height}x{args.width}, {result['backbone']}, {args.benchmark} settings, "
+          f"{args.repeats} interleaved repeats, load {result['load_start']:.2f}", flush=True)
+
+    # ---- per-frame time -------------------------------------------------------------------
+    variants = [("fp32", False)] + ([(result["amp_dtype"], True)] if amp else [])
+    for num_objects in object_counts:
+        frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
+        ids = list(range(1, num_objects + 1))
+        for precision, use_amp in variants:
+            base_core, fast_core = cores(use_amp)
+            paths = [("optimised", fast_core)]
+            if num_objects in baseline_counts:
+                paths.insert(0, ("baseline", base_core))
+            run_video(fast_core, frames[:2], mask, ids)  # warm-up: primitive selection, allocator
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds = {name: [] for name, _ in paths}
+            reads = {}
+            for _ in range(args.repeats):
+                for name, core in paths:
+                    s, r, processed = run_video(core, frames, mask, ids)
+                    seconds[name].append(s / processed)
+                    reads[name] = r
+            row = dict(objects=num_objects, precision=precision)
+            for name in seconds:
+                row[name] = statistics.median(seconds[name])
+                row[name + "_runs"] = seconds[name]
+            if "baseline" in row:
+                row["ratio"] = row["optimised"] / row["baseline"]
+            r = reads["optimised"]
+            row["memory_frames_read"] = sum(x[0] for x in r) / len(r)
+            row["memory_mib_read"] = sum(x[1] for x in r) / len(r)
+            result["per_frame"].append(row)
+            line = f"{num_objects} object(s), {precision}: optimised {row['optimised']:.3f} s/frame"
+            if "baseline" in row:
+                line += f", baseline {row['baseline']:.3f} s/frame, ratio {row['ratio']:.3f}"
+            print(line + f"  [runs: " + "; ".join(f"{n} " + " ".join(f"{v:.3f}" for v in seconds[n])
+                                                  for n in seconds) + "]", flush=True)
+
+    # ---- per-component table ----------------------------------------------------------------
+    if not args.no_components:
+        num_objects = 2 if 2 in object_counts else object_counts[0]
+        frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
+        base_core, fast_core = cores(False)
+        result["components"] = dict(objects=num_objects, **components(
+            base_core, fast_core, frames, mask, list(range(1, num_objects + 1)), args.repeats, device))
+
+    # ---- YouTube-style sparse outputs ----------------------------------------------------------
+    if args.youtube_frames:
+        n = args.youtube_frames
+        frames, _ = synthetic_video(n, args.height, args.width, 0, device, seed=1)
+        _, mask = synthetic_video(1, args.height, args.width, 2, device)
+        appear = min(10, n - 2)  # object 2 first annotated on frame 10 (a scored frame)
+        outputs = set(range(0, n, 5)) | {n - 1}
+        config = InferenceConfig(**EVAL_DEFAULTS["youtube"])
+        core = InferenceCore(fast_net, config, device)
+        yt = dict(frames=n, scored=sorted(outputs), object_2_appears=appear)
+        for name, skipping in (("all frames", False), ("skipping", True)):
+            s, _, processed = run_video(core, frames, mask, [1, 2], given_at=[0, appear],
+                                        outputs=outputs, skipping=skipping)
+            yt[name] = dict(processed=processed, seconds=s, per_video_frame=s / n, per_processed_frame=s / processed)
+        result["youtube"] = yt
+
+    if args.amp_accuracy:
+        if not inference_amp_available(device):
+            print(f"note: no mixed precision on {device.type}; --amp_accuracy skipped")
+        else:
+            result["amp_accuracy"] = amp_accuracy(base_net, args, device)
+
+    result["load_end"] = load()
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds = run(core, frames, mask)
-    amp = "on" if core.use_amp else "off"
-    print(f"device {device}, AMP {amp}, {args.frames} frames of {args.height}x{args.width}, 2 objects, "
-          f"{args.benchmark} settings")
-    print(f"{1000 * seconds / args.frames:.1f} ms/frame ({args.frames / seconds:.2f} FPS)")
-    if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated")
+        result["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        print(f"peak process memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB resident")
+        result["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print_tables(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
     return 0
+
+
+def print_tables(result):
+    print()
+    print("| objects | precision | baseline s/frame | optimised s/frame | optimised/baseline "
+          "| long-term frames read/object | MiB read/frame |")
+    print("|---|---|---|---|---|---|---|")
+    for row in result["per_frame"]:
+        base = f"{row['baseline']:.3f}" if "baseline" in row else "-"
+        ratio = f"**{row['ratio']:.3f}**" if "ratio" in row else "-"
+        print(f"| {row['objects']} | {row['precision']} | {base} | {row['optimised']:.3f} | {ratio} "
+              f"| {row['memory_frames_read']:.1f} | {row['memory_mib_read']:.1f} |")
+    if result["components"]:
+        comp = result["components"]
+        names = []
+        for path in ("baseline", "optimised"):
+            names += [n for n in comp[path] if n not in names]
+        print(f"\nper call, {comp['objects']} objects, fp32 (s):")
+        print("| component | baseline | optimised |")
+        print("|---|---|---|")
+        for name in names:
+            cells = [f"{comp[p][name]:.3f}" if name in comp[p] else "-" for p in ("baseline", "optimised")]
+            print(f"| {name} | {cells[0]} | {cells[1]} |")
+    if result["youtube"]:
+        yt = result["youtube"]
+        print(f"\nYouTube-style video (optimised, youtube preset): {yt['frames']} frames, scored "
+              f"{yt['scored']}, object 2 from frame {yt['object_2_appears']}")
+        print("| | frames processed | s total | s per video frame |")
+        print("|---|---|---|---|")
+        for name in ("all frames", "skipping"):
+            r = yt[name]
+            print(f"| {name} | {r['processed']} | {r['seconds']:.2f} | {r['per_video_frame']:.3f} |")
+    if result.get("amp_accuracy"):
+        acc = result["amp_accuracy"]
+        print(f"\n--amp against fp32 on the synthetic DAVIS 2017 val set ({acc['sequences']} sequences of "
+              f"{acc['frames']} frames, {acc['size'][0]}x{acc['size'][1]}; eval_davis.py, this run's network):")
+        print("| | J&F | J | F | s (eval_davis.py) |")
+        print("|---|---|---|---|---|")
+        for name in ("fp32", "amp"):
+            r = acc[name]
+            print(f"| {name} | {r['j_and_f']:.4f} | {r['j']:.4f} | {r['f']:.4f} | {r['seconds']:.1f} |")
+        print(f"J&F difference (amp - fp32) {acc['j_and_f_difference']:+.4f}; "
+              f"label agreement {100 * acc['label_agreement']:.3f} % of pixels")
+    print(f"\nload average {result['load_start']:.2f} at start, {result['load_end']:.2f} at end; "
+          f"peak memory {result['peak_memory_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":
