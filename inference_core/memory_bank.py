@@ -70,7 +70,8 @@ class FrameStore:
     device is the caller's job (``MemoryBank``).
 
     Interface used by others: ``append(item) -> slot``, ``put(slot, item)``,
-    ``all()`` (the first ``size`` slots), ``select(index)`` (index_select
+    ``all()`` (the first ``size`` slots, in slot order: time order only for an
+    unbounded store), ``select(index)`` (index_select
     along ``dim``, index a tensor on the store's device), ``size``,
     ``buffer`` (may be ``None`` before the first write). A derived per-frame
     cache (e.g. a key norm) can be kept as a second FrameStore written with
