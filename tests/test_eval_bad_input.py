@@ -10,42 +10,20 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 import eval_davis
 import eval_davis_2016
 import eval_generic
 import eval_youtube
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
-from inference_core import video_runner
 from inference_core.output_guard import MANIFEST
-from model.checkpoint import build_network as real_build_network
-from model.network import IMSFR
 from tests.helpers_capture import progress_to_current_streams
 from util.palette import save_palette_png
 
 H, W = 48, 64
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "net.pth"
-    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def network(weights):
-    return real_build_network(weights, "cpu")
-
-
-@pytest.fixture(autouse=True)
-def cached_network(weights, network, monkeypatch):
-    def build(path, device):
-        return network if path == weights and str(device) == "cpu" else real_build_network(path, device)
-
-    monkeypatch.setattr(video_runner, "build_network", build)
+pytestmark = pytest.mark.usefixtures("cached_network")
 
 
 @pytest.fixture(scope="module")

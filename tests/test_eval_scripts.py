@@ -9,7 +9,6 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import eval_davis
@@ -18,10 +17,7 @@ import eval_generic
 import eval_youtube
 from dataset.eval_datasets import DavisSet, SequenceError, YouTubeSet, load_objects
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
-from inference_core import video_runner
 from inference_core.output_guard import MANIFEST
-from model.checkpoint import build_network as real_build_network
-from model.network import IMSFR
 from tests.helpers_capture import progress_to_current_streams
 from util.overlay import blend, write_overlay
 from util.palette import DAVIS_PALETTE, load_annotation, save_palette_png
@@ -32,26 +28,7 @@ FRAMES = 4
 SAMPLING = ["--mem_every", "1", "--sample_threshold", "1", "--sample_fraction", "0.5", "--anchors", "0", "-2"]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "net.pth"
-    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def network(weights):
-    return real_build_network(weights, "cpu")
-
-
-@pytest.fixture(autouse=True)
-def cached_network(weights, network, monkeypatch):
-    """The scripts load their weights through build_network: read the test weights only once."""
-    def build(path, device):
-        return network if path == weights and str(device) == "cpu" else real_build_network(path, device)
-
-    monkeypatch.setattr(video_runner, "build_network", build)
+pytestmark = pytest.mark.usefixtures("cached_network")
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,8 @@ import torch
 
 import eval_youtube
 from dataset.synthetic import make_youtube_dataset
-from inference_core import video_runner
 from inference_core.core import InferenceConfig, InferenceCore
 from model.aggregate import soft_aggregate
-from model.checkpoint import build_network as real_build_network
 from model.network import IMSFR
 from model.sampler import IsogenousSampler
 from tests.helpers_capture import progress_to_current_streams
@@ -204,17 +202,7 @@ def test_youtube_draws_one_per_object_in_id_order(network):
 # ----------------------------------------------------------------------------- the YouTube-VOS script
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "net.pth"
-    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
-    return str(path)
-
-
-def test_output_all_and_default_agree_and_default_processes_fewer(weights, tmp_path, monkeypatch, capsys):
-    cpu_network = real_build_network(weights, "cpu")
-    monkeypatch.setattr(video_runner, "build_network", lambda path, device: cpu_network)
+def test_output_all_and_default_agree_and_default_processes_fewer(weights, cached_network, tmp_path, capsys):
     root = tmp_path / "yv"
     names = make_youtube_dataset(root, num_videos=1, num_frames=16, size=(32, 48), max_objects=2,
                                  frame_step=1, seed=3)

@@ -8,16 +8,12 @@ import os
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import eval_generic
 from dataset.eval_datasets import SequenceError, VideoFileFrames
 from dataset.synthetic import make_davis_dataset
-from inference_core import video_runner
 from inference_core.output_guard import MANIFEST
-from model.checkpoint import build_network as real_build_network
-from model.network import IMSFR
 from tests.helpers_capture import progress_to_current_streams
 from util.overlay import OverlayWriter
 from util.palette import load_annotation, load_frame
@@ -27,25 +23,7 @@ FRAMES = 6
 FPS = 7
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "net.pth"
-    torch.save(IMSFR(pretrained=False, key_backbone="resnet18").state_dict(), path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def network(weights):
-    return real_build_network(weights, "cpu")
-
-
-@pytest.fixture(autouse=True)
-def cached_network(weights, network, monkeypatch):
-    def build(path, device):
-        return network if path == weights and str(device) == "cpu" else real_build_network(path, device)
-
-    monkeypatch.setattr(video_runner, "build_network", build)
+pytestmark = pytest.mark.usefixtures("cached_network")
 
 
 def write_video(path, frames_bgr, fps=FPS, fourcc="mp4v"):
