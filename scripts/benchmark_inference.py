@@ -334,7 +334,7 @@ def main(argv=None):
             line = f"{num_objects} object(s), {precision}: optimised {row['optimised']:.3f} s/frame"
             if "baseline" in row:
                 line += f", baseline {row['baseline']:.3f} s/frame, ratio {row['ratio']:.3f}"
-            print(line + f"  [runs: " + "; ".join(f"{n} " + " ".join(f"{v:.3f}" for v in seconds[n])
+            print(line + "  [runs: " + "; ".join(f"{n} " + " ".join(f"{v:.3f}" for v in seconds[n])
                                                   for n in seconds) + "]", flush=True)
 
     # ---- per-component table ----------------------------------------------------------------
