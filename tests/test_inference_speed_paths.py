@@ -10,6 +10,7 @@ from inference_core.baseline import BaselineCore, baseline_segment
 from inference_core.core import InferenceConfig, InferenceCore
 from model.network import IMSFR
 from util.config import EVAL_DEFAULTS
+from util.device import inference_amp_available
 
 TOLERANCE = 1e-5
 HEIGHT, WIDTH = 72, 104  # padded to 80 x 112: 5 x 7 = 35 positions per memory frame at 1/16
@@ -118,3 +119,17 @@ def test_training_segment_is_the_baseline_maths(network):
         fast = network.decode(query, network.read_and_fuse(query, memory, top_k=4))
     assert torch.equal(prob, base_prob) and torch.equal(logits, base_logits)
     assert (fast - prob).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.skipif(not inference_amp_available("cpu"), reason="no native bfloat16 on this CPU")
+def test_amp_on_cpu_runs_in_bfloat16(network):
+    """--amp on CPU: autocast bfloat16 (keys stored in bfloat16), float32 probabilities that sum to 1."""
+    ids = [1, 2]
+    config = InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], mem_every=2), amp=True)
+    core = InferenceCore(network, config, "cpu")
+    assert core.use_amp
+    probs = run(core, video(5), {0: (objects_mask(ids), ids)})
+    assert core.banks[0].global_key.dtype == torch.bfloat16
+    for prob in probs.values():
+        assert prob.dtype == torch.float32 and torch.isfinite(prob).all()
+        assert torch.allclose(prob.sum(0), torch.ones(HEIGHT, WIDTH), atol=1e-5)
