@@ -37,3 +37,12 @@ def cached_network(weights, weights_network, monkeypatch):
         return weights_network if path == weights and str(device) == "cpu" else build_network(path, device)
 
     monkeypatch.setattr(video_runner, "build_network", build)
+
+
+# ----------------------------------------------------------------------------- inference core
+@pytest.fixture(scope="module")
+def network():
+    """A random-init multi-object network with a ResNet-18 key encoder, in eval mode."""
+    from model.network import IMSFR
+    torch.manual_seed(0)
+    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()

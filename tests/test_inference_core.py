@@ -3,13 +3,6 @@ import pytest
 import torch
 
 from inference_core.core import InferenceConfig, InferenceCore
-from model.network import IMSFR
-
-
-@pytest.fixture(scope="module")
-def network():
-    torch.manual_seed(0)
-    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
 
 
 def video(num_frames, height=45, width=61, seed=0):

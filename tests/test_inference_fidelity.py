@@ -16,9 +16,9 @@ import eval_youtube
 from dataset.synthetic import make_youtube_dataset
 from inference_core.core import InferenceConfig, InferenceCore
 from model.aggregate import soft_aggregate
-from model.network import IMSFR
 from model.sampler import IsogenousSampler
 from tests.helpers_capture import progress_to_current_streams
+from tests.helpers_core import run_core
 from util.config import EVAL_DEFAULTS
 from util.palette import load_annotation
 
@@ -84,12 +84,6 @@ def test_threshold_boundary():
 # ----------------------------------------------------------------------------- the inference core
 
 
-@pytest.fixture(scope="module")
-def network():
-    torch.manual_seed(0)
-    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
-
-
 def video(num_frames, height=32, width=48, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(3, height, width, generator=g) for _ in range(num_frames)]
@@ -107,31 +101,17 @@ def youtube_core(network, **overrides):
     return InferenceCore(network, InferenceConfig(**settings), "cpu")
 
 
-def run(core, frames, given, outputs=None):
-    """given: {t: (mask, ids)}; outputs: frames to produce (default all). Returns {t: prob}."""
-    core.start_video()
-    probs = {}
-    for t, frame in enumerate(frames):
-        mask, ids = given.get(t, (None, ()))
-        last = t + 1 == len(frames)
-        if not core.will_process(output=outputs is None or t in outputs, new_objects=bool(ids), last=last):
-            core.skip()
-            continue
-        probs[t] = core.step(frame, None if last else frames[t + 1], mask=mask, new_objects=ids)
-    return probs
-
-
 def test_youtube_schedule_restarts_where_an_object_appears(network):
     core = youtube_core(network)
     frames = video(16)
-    run(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 7: (box(32, 48, 18, 30, 10, 2), [2])})
+    run_core(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 7: (box(32, 48, 18, 30, 10, 2), [2])})
     assert core.memory_frames(1) == [0, 3, 6, 7, 10, 13]
     assert core.memory_frames(2) == [7, 10, 13]
 
 
 def test_davis_schedule_is_absolute(network):
     core = InferenceCore(network, InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], sample_threshold=100)), "cpu")
-    run(core, video(14), {0: (box(32, 48, 2, 2, 10, 1), [1])})
+    run_core(core, video(14), {0: (box(32, 48, 2, 2, 10, 1), [1])})
     assert core.memory_frames(1) == [0, 6, 12]
 
 
@@ -149,7 +129,7 @@ def test_youtube_double_aggregation_where_an_object_appears(network, monkeypatch
         return raw[core.frame_index]
 
     monkeypatch.setattr(core, "_predict", recording)
-    probs = run(core, frames, {0: (first, [1, 2]), 7: (late, [3])})
+    probs = run_core(core, frames, {0: (first, [1, 2]), 7: (late, [3])})
     new = (late == 3).float()
     known = soft_aggregate(raw[7][None])[0, 1:] * (1 - new)
     expected = soft_aggregate(torch.cat([known, new[None]])[None])[0]
@@ -163,7 +143,7 @@ def test_object_given_on_the_last_frame(network):
         core = youtube_core(network, procedure=procedure)
         frames = video(6)
         last = box(32, 48, 16, 26, 8, 2)
-        probs = run(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 5: (last, [2])})
+        probs = run_core(core, frames, {0: (box(32, 48, 2, 2, 10, 1), [1]), 5: (last, [2])})
         labels = probs[5].argmax(0)
         assert torch.equal(labels == 2, last == 2)
         assert core.memory_frames(2) == []  # no next frame: nothing to encode it with
@@ -177,9 +157,9 @@ def test_skipping_frames_changes_no_output(network):
     frames = video(20)
     given = {0: (box(32, 48, 2, 2, 10, 1), [1]), 4: (box(32, 48, 18, 30, 10, 2), [2])}
     outputs = {0, 4, 5, 10, 15, 19}
-    full = run(youtube_core(network, **config), frames, given)
+    full = run_core(youtube_core(network, **config), frames, given)
     core = youtube_core(network, **config)
-    sparse = run(core, frames, given, outputs)
+    sparse = run_core(core, frames, given, outputs)
     assert outputs <= set(sparse) and len(sparse) < len(full)
     assert core.processed == len(sparse)
     for t in outputs:
@@ -192,7 +172,7 @@ def test_youtube_draws_one_per_object_in_id_order(network):
     core = youtube_core(network, **config)
     first = box(32, 48, 2, 2, 10, 1)
     first[20:30, 30:40] = 2
-    run(core, video(9), {0: (first, [1, 2])})
+    run_core(core, video(9), {0: (first, [1, 2])})
     reference = random.Random(3)
     for T in range(4, 9):  # memory sizes seen by frames 4..8
         draws = [[0] + sorted(reference.sample(range(T - 1), int(T * 0.5))) for _ in (1, 2)]

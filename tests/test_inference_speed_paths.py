@@ -8,7 +8,7 @@ import torch
 
 from inference_core.baseline import BaselineCore, baseline_segment
 from inference_core.core import InferenceConfig, InferenceCore
-from model.network import IMSFR
+from tests.helpers_core import run_core
 from util.config import EVAL_DEFAULTS
 from util.device import inference_amp_available
 
@@ -26,12 +26,6 @@ def one_thread(_few_threads):
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def network():
-    torch.manual_seed(0)
-    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
-
-
 def video(num_frames, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(3, HEIGHT, WIDTH, generator=g) for _ in range(num_frames)]
@@ -46,25 +40,11 @@ def objects_mask(ids, seed=0):
     return mask
 
 
-def run(core, frames, given, outputs=None):
-    """given: {t: (mask, ids)}; outputs: frames to produce (default all). Returns {t: prob}."""
-    core.start_video()
-    probs = {}
-    for t, frame in enumerate(frames):
-        mask, ids = given.get(t, (None, ()))
-        last = t + 1 == len(frames)
-        if not core.will_process(output=outputs is None or t in outputs, new_objects=bool(ids), last=last):
-            core.skip()
-            continue
-        probs[t] = core.step(frame, None if last else frames[t + 1], mask=mask, new_objects=ids)
-    return probs
-
-
 def assert_same(network, config, frames, given, outputs=None, optimised_network=None):
     baseline = BaselineCore(network, config, "cpu")
     optimised = InferenceCore(optimised_network or network, config, "cpu")
-    expected = run(baseline, frames, given, outputs)
-    got = run(optimised, frames, given, outputs)
+    expected = run_core(baseline, frames, given, outputs)
+    got = run_core(optimised, frames, given, outputs)
     assert sorted(got) == sorted(expected)
     worst = max((got[t] - expected[t]).abs().max().item() for t in expected)
     assert worst <= TOLERANCE, worst
@@ -128,7 +108,7 @@ def test_amp_on_cpu_runs_in_bfloat16(network):
     config = InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], mem_every=2), amp=True)
     core = InferenceCore(network, config, "cpu")
     assert core.use_amp
-    probs = run(core, video(5), {0: (objects_mask(ids), ids)})
+    probs = run_core(core, video(5), {0: (objects_mask(ids), ids)})
     assert core.banks[0].global_key.dtype == torch.bfloat16
     for prob in probs.values():
         assert prob.dtype == torch.float32 and torch.isfinite(prob).all()

@@ -11,7 +11,6 @@ from inference_core import video_runner
 from inference_core.core import InferenceConfig, InferenceCore
 from inference_core.memory_bank import (FrameStore, MemoryBank, ReservoirIndex, anchor_span,
                                         minimum_budget)
-from model.network import IMSFR
 from model.sampler import IsogenousSampler
 from util.config import EVAL_DEFAULTS
 
@@ -150,12 +149,6 @@ def _one_thread(_few_threads):
     # Tiny frames: a second thread only adds overhead (conftest's fixture restores 2 per test).
     torch.set_num_threads(1)
     yield
-
-
-@pytest.fixture(scope="module")
-def network():
-    torch.manual_seed(0)
-    return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
 
 
 def clip(num_frames, height=32, width=32, seed=0):
