@@ -53,7 +53,7 @@ def clip(tmp_path_factory):
     a JPEG folder; the first-frame annotation (its own folder, and the masks folder of both frame folders)."""
     root = tmp_path_factory.mktemp("clip")
     name = make_davis_dataset(root / "davis", num_sequences=1, num_frames=FRAMES, size=(H, W),
-                              splits=("val",))["val"][0]
+                              max_objects=1, splits=("val",))["val"][0]
     source = root / "davis" / "JPEGImages" / "480p" / name
     write_video(root / "clip.mp4", [cv2.imread(str(source / f"{t:05d}.jpg")) for t in range(FRAMES)])
     decoded = decode(root / "clip.mp4")
@@ -108,9 +108,9 @@ def test_video_gives_the_results_of_its_frames_as_folders(weights, clip, tmp_pat
         for t in range(FRAMES):
             difference = np.abs(reader.read(t).astype(int) - load_frame(str(clip / "jpeg" / f"{t:05d}.jpg")))
             assert difference.max() <= 4 and difference.mean() < 1
-    # ... and gives the same labels on most pixels. Not 99 %: this random-weight network scores the
-    # objects nearly alike almost everywhere, so a JPEG rounding flips labels (measured: 98.3 % at
-    # quality 100, 92.9 % at 95); the exact equality above is the strict check of the video path.
+    # ... and gives the same labels on >= 99 % of the pixels. The clip has one object: with several,
+    # this random-weight network scores the objects nearly alike almost everywhere, so a JPEG rounding
+    # flips labels between them (98.3 % at quality 100); the exact equality above is the strict check.
     code, text, err = run(common + ["--frames", str(clip / "jpeg"), "--masks", str(clip / "masks"),
                                     "--output", str(tmp_path / "jpeg")], capsys)
     assert code == 0, text + err
@@ -118,7 +118,7 @@ def test_video_gives_the_results_of_its_frames_as_folders(weights, clip, tmp_pat
     assert jpeg.keys() == video.keys()
     np.testing.assert_array_equal(jpeg["00000.png"], video["00000.png"])
     agree = np.mean([np.mean(jpeg[name] == video[name]) for name in video])
-    assert agree >= 0.95, agree
+    assert agree >= 0.99, agree
 
     # The overlay: an mp4 at the source frame rate, one frame per result.
     overlay = tmp_path / "video" / "overlays" / "clip.mp4"
