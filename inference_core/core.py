@@ -178,24 +178,25 @@ class InferenceCore:
         The query's shared work is done once per frame (``IMSFR.prepare_query``), each
         group/draw is read and fused, and all objects are decoded in one batch
         (inference_core/baseline.py keeps the per-read ``segment`` as the measuring stick)."""
-        query, parts = None, []  # per read: fused readouts (1, n, C, h, w), or n objects without memory
+        query, reads = None, []  # per read: (objects, fused readouts (1, n, C, h, w) or None: no memory)
         for bank in self.banks:
             if bank.num_frames == 0:  # given on a frame without a next one: no memory
-                parts.append(len(bank.objects))
+                reads.append((len(bank.objects), None))
                 continue
             if query is None:
                 query = self.network.prepare_query(key, f8, f4)
             for _, memory in bank.reads(self.sampler, self.per_object_draws):
-                parts.append(self.network.read_and_fuse(query, memory, top_k=self.config.top_k))
-        fused = [p for p in parts if not isinstance(p, int)]
+                fused = self.network.read_and_fuse(query, memory, top_k=self.config.top_k)
+                reads.append((fused.shape[1], fused))
+        fused = [f for _, f in reads if f is not None]
         decoded = self.network.decode(query, torch.cat(fused, dim=1))[0] if fused else None
         probs, offset = [key.new_zeros(0, *size, dtype=torch.float32)], 0
-        for part in parts:
-            if isinstance(part, int):
-                probs.append(key.new_zeros(part, *size, dtype=torch.float32))
+        for n, f in reads:
+            if f is None:
+                probs.append(key.new_zeros(n, *size, dtype=torch.float32))
             else:
-                probs.append(decoded[offset:offset + part.shape[1]])
-                offset += part.shape[1]
+                probs.append(decoded[offset:offset + n])
+                offset += n
         return torch.cat(probs, dim=0)
 
     def _add_objects(self, object_prob, mask, new_objects):

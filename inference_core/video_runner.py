@@ -237,8 +237,7 @@ class RunSummary:
             print(f"FAILED {len(self.failures)} videos:")
             for name, message in self.failures:
                 print(f"  {name}: {message}")
-            return EXIT_FAILED
-        return EXIT_OK
+        return self.exit_code()
 
 
 def _describe(error):

@@ -152,16 +152,19 @@ class IMSFR(nn.Module):
         return QueryFeatures(query_key, self.decoder.prepare(query_key, f8, f4))
 
     def _weights(self, query, key, top_k):
+        """(softmax weights, top-k indices or None) of a memory key for this query,
+        computed once per key tensor and frame."""
         ident = (id(key), top_k)
-        if ident not in query.affinities:
+        cached = query.affinities.get(ident)
+        if cached is None:  # the entry holds the key, so its id stays valid for this frame
             affinity = l2_affinity(key.float(), query.key.float())
             if top_k is not None and top_k < affinity.shape[1]:
                 values, indices = torch.topk(affinity, k=top_k, dim=1)
-                query.affinities[ident] = (torch.softmax(values, dim=1), indices)
+                cached = (key, torch.softmax(values, dim=1), indices)
             else:
-                query.affinities[ident] = (torch.softmax(affinity, dim=1), None)
-            query.affinities[ident + ("key",)] = key  # keeps id(key) valid for this frame
-        return query.affinities[ident]
+                cached = (key, torch.softmax(affinity, dim=1), None)
+            query.affinities[ident] = cached
+        return cached[1:]
 
     def _read(self, query, key, value, top_k):
         weights, indices = self._weights(query, key, top_k)
