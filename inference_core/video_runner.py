@@ -47,6 +47,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1)
                              "(README, Speed; off by default)")
     parser.add_argument("--no_channels_last", action="store_true",
                         help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
+    parser.add_argument("--no_winograd", action="store_true",
+                        help="CPU: run the 3x3 convolutions by the direct algorithm (default: Winograd "
+                             "F(4x4, 3x3) for those with 256+ channels, faster on CPU; README, Speed)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the memory sampler, restarted per video (default: %(default)s)")
     parser.add_argument("--sample_threshold", type=int, default=d["sample_threshold"],
@@ -96,6 +99,8 @@ def build_core(args):
     network = build_network(args.model, device)
     if not getattr(args, "no_channels_last", False):
         network.to_channels_last()  # the same numbers to float rounding (tests/test_inference_speed_paths.py)
+    if device.type == "cpu" and not getattr(args, "no_winograd", False):
+        network.use_winograd()  # float32 inference only; the same numbers to float rounding (tests/test_winograd.py)
     if args.mem_every < 1 or args.top < 1:
         raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
     config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import ResBlock, UpsampleBlock
+from model.winograd import conv_input_part
 
 
 @dataclass
@@ -47,18 +48,19 @@ class Decoder(nn.Module):
         block, split = self.compress, self.compress.conv1.in_channels - query_feature.shape[1]
         if block.downsample is None:
             raise ValueError("the decoder's first block must project its input (in_channels != 512)")
+        end = block.conv1.in_channels
         return PreparedQuery(
-            F.conv2d(F.relu(query_feature), block.conv1.weight[:, split:], block.conv1.bias, padding=1),
-            F.conv2d(query_feature, block.downsample.weight[:, split:], block.downsample.bias, padding=1),
+            conv_input_part(block.conv1, F.relu(query_feature), split, end, block.conv1.bias),
+            conv_input_part(block.downsample, query_feature, split, end, block.downsample.bias),
             self.up_16_8.skip_conv(f8), self.up_8_4.skip_conv(f4))
 
     def decode(self, readout, prepared: PreparedQuery):
         """readout (N, Cr, h, w) of N objects of the prepared frame -> (N, 1, H, W) logits,
         equal to ``forward(cat([readout, query]), f8, f4)`` up to float rounding."""
         block, split = self.compress, readout.shape[1]
-        hidden = F.conv2d(F.relu(readout), block.conv1.weight[:, :split], None, padding=1) + prepared.query_conv1
+        hidden = conv_input_part(block.conv1, F.relu(readout), 0, split) + prepared.query_conv1
         residual = block.conv2(F.relu(hidden))
-        x = F.conv2d(readout, block.downsample.weight[:, :split], None, padding=1) + prepared.query_shortcut
+        x = conv_input_part(block.downsample, readout, 0, split) + prepared.query_shortcut
         x = x + residual
         x = self.up_16_8.out_conv(prepared.skip8 + _upsample_to(x, prepared.skip8))
         x = self.up_8_4.out_conv(prepared.skip4 + _upsample_to(x, prepared.skip4))

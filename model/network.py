@@ -16,6 +16,7 @@ from model.decoder import Decoder
 from model.memory_readout import l2_affinity, read_memory, read_memory_top_k, softmax_affinity
 from model.positional import sinusoidal_encoding
 from model.value_encoder import FrameRelationValueEncoder
+from model.winograd import use_winograd
 from util.tensor_util import pad_divide_by, unpad
 
 KEY_CHANNELS = 512
@@ -193,6 +194,13 @@ class IMSFR(nn.Module):
         chunk = self.decode_chunk or num_objects
         logits = torch.cat([self.decoder.decode(part, query.decoder) for part in fused[0].split(chunk)])
         return torch.sigmoid(logits.float()).view(1, num_objects, *logits.shape[-2:])
+
+    def use_winograd(self, enabled=True, **options):
+        """CPU float32 inference: the 3x3 convolutions with 256+ channels by Winograd
+        F(4x4, 3x3) (model/winograd.py; same state dict, training unchanged).
+        Numbers equal to float rounding (tests/test_winograd.py). Returns self."""
+        use_winograd(self, enabled, **options)
+        return self
 
     def to_channels_last(self):
         """Convolution weights in channels-last layout (CPU oneDNN and CUDA tensor cores

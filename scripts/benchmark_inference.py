@@ -2,7 +2,8 @@
 
 The baseline is the core as it was before the speed work (inference_core/baseline.py:
 per-read ``segment`` with per-object decoder, dense top-k readout); the optimised
-path is ``InferenceCore``. Both use the same random-init network (or --model)
+path is ``InferenceCore`` with the eval scripts' network settings (channels-last,
+and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels). Both use the same random-init network (or --model)
 on the same synthetic video, runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:
 
@@ -248,6 +249,9 @@ def main(argv=None):
                         help="memory/sampler settings of the timed videos (default: %(default)s)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="optimised path with channels-last convolution weights (default: %(default)s)")
+    parser.add_argument("--winograd", choices=("on", "off"), default="on",
+                        help="optimised path: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels "
+                             "(CPU float32 only; the eval scripts' CPU default; default: %(default)s)")
     parser.add_argument("--decode_chunk", type=int, default=None,
                         help="optimised path: objects decoded per batch (default: all)")
     parser.add_argument("--compile", action="store_true",
@@ -278,6 +282,8 @@ def main(argv=None):
     fast_net = copy.deepcopy(base_net)
     if args.channels_last == "on":
         fast_net.to_channels_last()
+    if args.winograd == "on":
+        fast_net.use_winograd()  # no effect on CUDA or under autocast
     fast_net.decode_chunk = args.decode_chunk
     if args.compile:
         fast_net.decoder.decode = torch.compile(fast_net.decoder.decode)
@@ -293,6 +299,7 @@ def main(argv=None):
     result = dict(device=str(device), cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(),
                   size=[args.height, args.width], frames=args.frames, backbone=args.model or args.backbone,
                   benchmark=args.benchmark, repeats=args.repeats, channels_last=args.channels_last,
+                  winograd=args.winograd,
                   decode_chunk=args.decode_chunk, compile=args.compile,
                   amp_dtype=str(amp_dtype(device)).replace("torch.", "") if amp else None,
                   load_start=load(), per_frame=[], components=None, youtube=None)

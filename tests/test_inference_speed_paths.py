@@ -85,6 +85,19 @@ def test_channels_last_network_same_probabilities(network):
                 optimised_network=copy.deepcopy(network).to_channels_last())
 
 
+@pytest.mark.parametrize("procedure", ["davis2017", "youtube"])
+def test_winograd_network_same_probabilities(network, procedure):
+    """The eval scripts' CPU default: channels-last and Winograd F(4x4, 3x3) convolutions,
+    here on every 3x3 convolution (the tiny test frames are below the size thresholds)."""
+    fast = copy.deepcopy(network).to_channels_last().use_winograd(min_channels=1, min_pixels=1)
+    settings = dict(EVAL_DEFAULTS[procedure], mem_every=2, sample_threshold=3, anchors=(1, -2))
+    frames = video(10, seed=2)
+    given = {0: (objects_mask([1, 2]), [1, 2])}
+    if procedure == "youtube":
+        given[4] = (objects_mask([0, 0, 3], seed=1), [3])
+    assert_same(network, InferenceConfig(**settings), frames, given, optimised_network=fast)
+
+
 def test_training_segment_is_the_baseline_maths(network):
     """``IMSFR.segment`` (training) is still the baseline: the same numbers exactly."""
     torch.manual_seed(1)
