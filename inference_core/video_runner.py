@@ -99,8 +99,8 @@ def build_core(args):
     network = build_network(args.model, device)
     if not getattr(args, "no_channels_last", False):
         network.to_channels_last()  # the same numbers to float rounding (tests/test_inference_speed_paths.py)
-    if device.type == "cpu" and not getattr(args, "no_winograd", False):
-        network.use_winograd()  # float32 inference only; the same numbers to float rounding (tests/test_winograd.py)
+    # CPU float32 inference only; the same numbers to float rounding (tests/test_winograd.py).
+    network.use_winograd(device.type == "cpu" and not getattr(args, "no_winograd", False))
     if args.mem_every < 1 or args.top < 1:
         raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
     config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,

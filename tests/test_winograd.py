@@ -118,3 +118,19 @@ def test_conv_input_part_is_one_term_of_the_split_convolution():
         for module in (conv, winograd):
             whole = conv_input_part(module, x[:, :5], 0, 5) + conv_input_part(module, x[:, 5:], 5, 12, module.bias)
             assert (whole.double() - reference(x, conv)).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("flags,expected", [([], True), (["--no_winograd"], False)])
+def test_eval_scripts_use_winograd_on_the_cpu_unless_told_not_to(weights, tmp_path, flags, expected):
+    import argparse
+
+    from inference_core.video_runner import add_inference_arguments, build_core
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser, "davis2017")
+    args = parser.parse_args(["--model", weights, "--output", str(tmp_path), "--device", "cpu"] + flags)
+    network = build_core(args).network
+    converted = [m for m in network.modules() if isinstance(m, WinogradConv2d)]
+    assert bool(converted) == expected
+    if expected:  # e.g. the gate and the decoder's first block; the 64-channel convolutions stay direct
+        assert network.mask in converted and network.decoder.compress.conv1 in converted
+        assert network.key_encoder.res2[0].conv1 not in converted and network.key_encoder.layer3[0].conv2 in converted
