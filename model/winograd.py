@@ -73,8 +73,12 @@ def conv3x3(x, weight_t, bias=None, m=4, block_pixels=8192):
     input_terms, output_terms = _TERMS[m]
     tiles_h, tiles_w = -(-height // m), -(-width // m)
     padded_w = m * tiles_w + 2
-    # NHWC, zero border of 1 (more at the bottom/right to fill the last tiles).
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, padded_w - width - 1, 1, m * tiles_h + 1 - height))
+    # NHWC with a zero border of 1 (more at the bottom/right to fill the last tiles);
+    # only the border is zeroed (F.pad would fill the whole buffer first).
+    xp = x.new_empty(batch, m * tiles_h + 2, padded_w, channels)
+    xp[:, 1:height + 1, 1:width + 1].copy_(x.permute(0, 2, 3, 1))
+    for border in (xp[:, :1], xp[:, height + 1:], xp[:, :, :1], xp[:, :, width + 1:]):
+        border.zero_()
     out = x.new_empty(batch, tiles_h, m, tiles_w, m, out_channels)
     rows = max(1, min(tiles_h, block_pixels // (batch * tiles_w * m * m)))
     row_buf = x.new_empty(size, batch, rows, padded_w, channels)
