@@ -127,7 +127,8 @@ class WinogradConv2d(nn.Conv2d):
 
     def applies(self, x):
         return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-                and not torch.is_autocast_enabled("cpu") and x.shape[-2] * x.shape[-1] >= self.min_pixels)
+                and not torch.is_autocast_enabled("cpu") and x.shape[0] > 0
+                and x.shape[-2] * x.shape[-1] >= self.min_pixels)
 
     def transformed_weight(self, start=0, stop=None):
         """The transformed kernel of input channels start:stop, cached until the weight changes."""

@@ -90,6 +90,8 @@ def test_winograd_only_in_cpu_float32_inference():
         assert (fast(x) - conv(x)).abs().max().item() < 1e-5  # ... with the same numbers
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert fast(x).dtype == torch.bfloat16  # autocast: the direct convolution
+        empty = torch.zeros(0, 8, 10, 12)
+        assert fast(empty).shape == (0, 8, 10, 12)  # an empty batch: the direct convolution
     small = copy.deepcopy(conv)
     use_winograd(small, min_channels=1, min_pixels=200)  # a 10 x 12 map is below 200 pixels
     with torch.no_grad():
