@@ -48,10 +48,9 @@ class Decoder(nn.Module):
         block, split = self.compress, self.compress.conv1.in_channels - query_feature.shape[1]
         if block.downsample is None:
             raise ValueError("the decoder's first block must project its input (in_channels != 512)")
-        end = block.conv1.in_channels
         return PreparedQuery(
-            conv_input_part(block.conv1, F.relu(query_feature), split, end, block.conv1.bias),
-            conv_input_part(block.downsample, query_feature, split, end, block.downsample.bias),
+            conv_input_part(block.conv1, F.relu(query_feature), split, bias=block.conv1.bias),
+            conv_input_part(block.downsample, query_feature, split, bias=block.downsample.bias),
             self.up_16_8.skip_conv(f8), self.up_8_4.skip_conv(f4))
 
     def decode(self, readout, prepared: PreparedQuery):

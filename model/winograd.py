@@ -82,27 +82,24 @@ def conv3x3(x, weight_t, bias=None, m=4, block_pixels=8192):
         border.zero_()
     out = x.new_empty(batch, tiles_h, m, tiles_w, m, out_channels)
     rows = max(1, min(tiles_h, block_pixels // (batch * tiles_w * m * m)))
-    row_buf = x.new_empty(size, batch, rows, padded_w, channels)
+    row_buf = x.new_empty(batch, rows, padded_w, channels)
     v_buf = x.new_empty(size, size, batch, rows, tiles_w, channels)
     m_buf = x.new_empty(size * size, batch * rows * tiles_w, out_channels)
-    r_buf = x.new_empty(m, size, batch, rows, tiles_w, out_channels)
+    r_buf = x.new_empty(size, batch, rows, tiles_w, out_channels)
     for top in range(0, tiles_h, rows):
         n = min(rows, tiles_h - top)
         block = xp[:, m * top:m * (top + n) + 2]
         tile_rows = [block[:, a:a + m * n:m] for a in range(size)]     # (N, n, Wp, C) each
-        for p in range(size):                                           # B^T along rows
-            _combine(input_terms[p], tile_rows, row_buf[p, :, :n])
-        for p in range(size):                                           # ... and along columns
-            tile_cols = [row_buf[p, :, :n, b:b + m * tiles_w:m] for b in range(size)]
+        for p in range(size):
+            row = _combine(input_terms[p], tile_rows, row_buf[:, :n])   # B^T along rows, then columns
+            tile_cols = [row[:, :, b:b + m * tiles_w:m] for b in range(size)]
             for q in range(size):
                 _combine(input_terms[q], tile_cols, v_buf[p, q, :, :n])
         v = v_buf[:, :, :, :n].reshape(size * size, -1, channels)
         prod = torch.bmm(v, weight_t, out=m_buf[:, :v.shape[1]])
         prod = prod.view(size, size, batch, n, tiles_w, out_channels)
-        for a in range(m):                                              # A^T along rows
-            _combine(output_terms[a], prod, r_buf[a, :, :, :n])
-        for a in range(m):                                              # ... and along columns
-            r = r_buf[a, :, :, :n]
+        for a in range(m):
+            r = _combine(output_terms[a], prod, r_buf[:, :, :n])        # A^T along rows, then columns
             for b in range(m):
                 _combine(output_terms[b], r, out[:, top:top + n, a, :, b])
     y = out.view(batch, m * tiles_h, m * tiles_w, out_channels)[:, :height, :width]
@@ -177,9 +174,10 @@ def use_winograd(module, enabled=True, tile=4, min_channels=MIN_CHANNELS, min_pi
     return changed
 
 
-def conv_input_part(conv, x, start, stop, bias=None):
-    """``conv`` over its input channels start:stop only (x holds exactly those
-    channels), plus ``bias``: one term of a convolution split by input channels."""
+def conv_input_part(conv, x, start, stop=None, bias=None):
+    """``conv`` over its input channels start:stop only (stop None: to the last; x
+    holds exactly those channels), plus ``bias``: one term of a convolution split
+    by input channels."""
     if isinstance(conv, WinogradConv2d) and conv.applies(x):
         return conv3x3(x, conv.transformed_weight(start, stop), bias, conv.tile)
     return F.conv2d(x, conv.weight[:, start:stop], bias, padding=conv.padding)

@@ -3,8 +3,9 @@
 The baseline is the core as it was before the speed work (inference_core/baseline.py:
 per-read ``segment`` with per-object decoder, dense top-k readout); the optimised
 path is ``InferenceCore`` with the eval scripts' network settings (channels-last,
-and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels). Both use the same random-init network (or --model)
-on the same synthetic video, runs interleaved (baseline, optimised, baseline, ...),
+and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels).
+Both use the same random-init network (or --model) on the same synthetic video,
+runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:
 
 * per-frame time (s, time in ``core.step`` over the video, synchronised on CUDA)

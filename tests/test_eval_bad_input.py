@@ -3,7 +3,6 @@ each written as the failing input: real folders from dataset/synthetic.py, the
 script's main(), then the exit code, the one-line message naming the file and
 the file system afterwards (no input removed, nothing written outside --output).
 """
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import eval_youtube
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from inference_core.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams
+from tests.helpers_files import read_tree
 from util.palette import save_palette_png
 
 H, W = 48, 64
@@ -65,15 +65,6 @@ def run(script, argv, capsys):
     return code, captured.out, captured.err
 
 
-def snapshot(root):
-    """{relative path: sha256} of every file under ``root`` (links not followed)."""
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return files
 
 
 def error_line(err, *needles):
@@ -118,14 +109,14 @@ def test_an_output_overlapping_the_input_is_refused_and_nothing_is_touched(weigh
     davis_root, trainval, _ = davis
     yv_root, videos = youtube
     cases = overlap_cases(str(tmp_path), weights, davis_root, trainval, yv_root, videos[0])
-    before = snapshot(tmp_path)
+    before = read_tree(tmp_path)
     for script, argv, output, folder in cases:
         output = output or argv[argv.index("--output") + 1]
         code, out, err = run(script, argv, capsys)
         assert code == 2, (argv, out, err)
         error_line(err, f"--output {output} overlaps the input folder {folder}")
         assert "already complete" not in out and "FAILED" not in out
-        assert snapshot(tmp_path) == before, argv  # nothing removed, nothing written
+        assert read_tree(tmp_path) == before, argv  # nothing removed, nothing written
     assert not os.path.exists(os.path.join(trainval, "JPEGImages", "480p", "new"))
 
 
@@ -139,8 +130,8 @@ def test_result_files_this_tool_did_not_write_are_kept_and_not_taken_for_results
         save_palette_png(out / names[0] / f"{t:05d}.png", np.full((H, W), 7, np.uint8))
     # A symlink in the output folder that leads into the input.
     os.symlink(os.path.join(trainval, "Annotations", "480p", names[1]), out / names[1])
-    inputs = snapshot(trainval)
-    planted = snapshot(out / names[0])
+    inputs = read_tree(trainval)
+    planted = read_tree(out / names[0])
     for extra in ([], ["--overwrite"]):
         code, text, _ = run(eval_davis, argv + extra, capsys)
         assert code == 1, text
@@ -148,8 +139,8 @@ def test_result_files_this_tool_did_not_write_are_kept_and_not_taken_for_results
         error_line(text, f"{names[0]}: FAILED: {foreign}: exists but was not written by this tool")
         error_line(text, f"{names[1]}: FAILED: result folder of {names[1]} {out / names[1]} overlaps the input "
                          f"folder {os.path.join(trainval, 'Annotations', '480p', names[1])}")
-        assert snapshot(out / names[0]) == planted
-        assert snapshot(trainval) == inputs
+        assert read_tree(out / names[0]) == planted
+        assert read_tree(trainval) == inputs
 
     # Once the user's files are gone, the video runs, records a manifest and is skipped next time.
     shutil.rmtree(out / names[0])
@@ -166,7 +157,7 @@ def test_result_files_this_tool_did_not_write_are_kept_and_not_taken_for_results
     code, text, _ = run(eval_davis, argv, capsys)
     assert code == 0 and f"{names[0]}: already complete" not in text
     assert sorted(os.listdir(out / names[0])) == [MANIFEST, "00000.png", "00001.png", "00002.png", "notes.txt"]
-    assert snapshot(trainval) == inputs
+    assert read_tree(trainval) == inputs
 
     # A manifest that lists a path outside its folder is refused, not followed.
     victim = tmp_path / "victim.txt"
@@ -189,12 +180,12 @@ def test_davis_list_names_that_are_paths_are_refused(bad, weights, davis, tmp_pa
     with open(listing, "w") as f:
         f.write(f"{names[0]}\n\n{bad}\n")
     out = tmp_path / "nest" / "out"
-    before = snapshot(tmp_path)
+    before = read_tree(tmp_path)
     code, _, err = run(eval_davis, ["--model", weights, "--davis_path", davis_root, "--output", str(out),
                                     "--device", "cpu", "--overwrite"], capsys)
     assert code == 2
     error_line(err, f"{listing}: line 3: {bad!r} is not a video name")
-    assert snapshot(tmp_path) == before and not out.exists()
+    assert read_tree(tmp_path) == before and not out.exists()
     assert not os.path.exists("/tmp/imsfr_absolute_x")
 
 
@@ -296,11 +287,11 @@ def test_malformed_meta_json_names_the_file_and_field(meta, field, weights, yout
     else:
         with open(meta_path, "w") as f:
             json.dump(meta, f)
-    before = snapshot(yv_root)
+    before = read_tree(yv_root)
     out = tmp_path / "out"
     code, text, err = run(eval_youtube, ["--model", weights, "--yv_path", yv_root, "--output", str(out),
                                          "--device", "cpu"], capsys)
     assert code == 2, (text, err)
     assert "Traceback" not in err
     error_line(err, f"error: {meta_path}: {field}")
-    assert not out.exists() and snapshot(yv_root) == before
+    assert not out.exists() and read_tree(yv_root) == before

@@ -14,6 +14,7 @@ from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from inference_core import sharding
 from inference_core.video_runner import RunSummary
 from model.network import IMSFR
+from tests.helpers_files import read_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,15 +64,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def files(folder):
-    """{relative path: bytes} of every file below ``folder``."""
-    found = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, folder)] = f.read()
-    return found
 
 
 def clean_env():
@@ -108,7 +100,7 @@ def test_two_gloo_processes_give_the_results_of_one(weights, tmp_path):
         done = subprocess.run(launcher + common + ["--output", str(out)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-        runs[label] = (files(out), done.stdout)
+        runs[label] = (read_tree(out), done.stdout)
     (one, one_text), (two, two_text) = runs["one"], runs["two"]
     assert sorted(two) == sorted(one)
     assert {path for path in one if path.endswith(".png")} == {
@@ -133,7 +125,7 @@ def test_youtube_zip_is_written_once_from_every_process(weights, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "process 1 of 2: 1 videos" in done.stdout
     assert done.stdout.count("Archive for the server") == 1 and done.stdout.count("Processed 3 videos") == 1
-    written = {os.path.join("Annotations", path) for path in files(out / "Annotations")
+    written = {os.path.join("Annotations", path) for path in read_tree(out / "Annotations")
                if path.endswith(".png")}
     assert {path.split(os.sep)[1] for path in written} == set(names)
     with zipfile.ZipFile(f"{out}.zip") as archive:
