@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 
-from util.download import (Archive, DownloadError, add_common_arguments, archive_status, confirm,
-                           install_archive, is_complete, missing_expected, run_reporting_errors)
+from util.download.command_line import add_common_arguments, confirm, run_reporting_errors
+from util.download.errors import DownloadError
+from util.download.install import Archive, archive_status, install_archive, is_complete, missing_expected
 
 SEGMENT_BYTES = 115 * 10**9  # approximate; the exact sizes are not published
 # What each segment must contain, as far as it is known: sizes, checksums and the split of the

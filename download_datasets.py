@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 
-from util.download import (Archive, Dataset, DownloadError, add_common_arguments, archive_status, confirm,
-                           install_archive, is_complete, run_reporting_errors)
+from util.download.command_line import add_common_arguments, confirm, run_reporting_errors
+from util.download.errors import DownloadError
+from util.download.install import Archive, Dataset, archive_status, install_archive, is_complete
 from util.fileio import atomic_write_text
 
 STATIC_FOLDERS = ("fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small")

@@ -12,8 +12,10 @@ import re
 import sys
 import urllib.parse
 
-from util.download import (REPO_ROOT, DownloadError, VerificationError, download_gdrive, download_http,
-                           run_reporting_errors, sha256_of, verify_file)
+from util.download.command_line import REPO_ROOT, run_reporting_errors
+from util.download.errors import DownloadError, VerificationError
+from util.download.transfer import download_gdrive, download_http
+from util.download.verify import sha256_of, verify_file
 
 
 def gdrive_id_of(url):

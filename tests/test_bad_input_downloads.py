@@ -14,8 +14,8 @@ import pytest
 import download_bl30k
 from tests.helpers_http import FileServer
 from tests.test_download import all_files, make_tar, make_zip
-from util import download
-from util.download import UnsafeArchiveError
+from util.download import archives, errors, install
+from util.download.errors import UnsafeArchiveError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,7 +157,7 @@ def test_archive_carrying_a_completion_marker_is_refused(server, tmp_path):
     server.files["BL30K_a.tar"] = segment("a", ("BL30K/.complete-bl30k-b", "file", b"{}"))
     spec = download_bl30k.SEGMENTS[0]
     with pytest.raises(UnsafeArchiveError, match=r"BL30K_a\.tar: member '\.complete-bl30k-b' has the name"):
-        download.install_archive(str(tmp_path), spec, base_url=server.base_url, check_space=False)
+        install.install_archive(str(tmp_path), spec, base_url=server.base_url, check_space=False)
     assert all_files(tmp_path) == ["BL30K", "BL30K/BL30K_a.tar"]
 
 
@@ -170,9 +170,9 @@ def test_merge_never_writes_outside_the_dataset_folder(tmp_path):
     outside.mkdir()
     os.symlink(outside, dest / "a")
     with pytest.raises(UnsafeArchiveError, match="is a symbolic link in the dataset folder"):
-        download.merge_move(str(source / "a"), str(dest / "a"), os.path.realpath(dest))
+        archives.merge_move(str(source / "a"), str(dest / "a"), os.path.realpath(dest))
     with pytest.raises(UnsafeArchiveError, match="lies outside the dataset folder"):
-        download.merge_move(str(source / "a/x.txt"), str(dest / "a/x.txt"), os.path.realpath(dest))
+        archives.merge_move(str(source / "a/x.txt"), str(dest / "a/x.txt"), os.path.realpath(dest))
     assert os.listdir(outside) == [] and (source / "a/x.txt").exists()
 
 
@@ -239,8 +239,8 @@ def test_bl30k_without_its_folders_is_not_complete(server, tmp_path, capsys):
 def test_gzip_tar_cut_at_a_member_boundary_is_refused(tmp_path):
     archive = tmp_path / "cut.tar.gz"
     archive.write_bytes(gzip.compress(cut_at_member_boundary(segment("a"))))
-    with pytest.raises(download.VerificationError, match="no end-of-archive marker"):
-        download.safe_extract(str(archive), str(tmp_path / "out"))
+    with pytest.raises(errors.VerificationError, match="no end-of-archive marker"):
+        archives.safe_extract(str(archive), str(tmp_path / "out"))
     assert all_files(tmp_path) == ["cut.tar.gz"]
 
 

@@ -15,8 +15,9 @@ import download_bl30k
 import download_datasets
 import download_model
 from tests.helpers_http import FileServer
-from util import download
-from util.download import Archive, DownloadError, UnsafeArchiveError, VerificationError
+from util.download import archives, command_line, errors, install, transfer
+from util.download.errors import DownloadError, UnsafeArchiveError, VerificationError
+from util.download.install import Archive
 
 
 DiskUsage = collections.namedtuple("DiskUsage", "total used free")
@@ -83,7 +84,7 @@ def test_http_download_resumes_partial_file(server, tmp_path):
     server.files["blob.bin"] = data
     part = tmp_path / "blob.bin.part"
     part.write_bytes(data[:1000])
-    download.download_http(server.url("blob.bin"), str(part))
+    transfer.download_http(server.url("blob.bin"), str(part))
     assert part.read_bytes() == data
     assert server.requests == [("blob.bin", "bytes=1000-", 206)]
 
@@ -94,7 +95,7 @@ def test_http_download_restarts_when_server_ignores_range(server, tmp_path):
     server.honour_range = False
     part = tmp_path / "blob.bin.part"
     part.write_bytes(b"garbage that is not a prefix")
-    download.download_http(server.url("blob.bin"), str(part))
+    transfer.download_http(server.url("blob.bin"), str(part))
     assert part.read_bytes() == data
     assert server.statuses("blob.bin") == [200]
 
@@ -105,10 +106,10 @@ def test_interrupted_transfer_keeps_partial_file_and_resumes(server, tmp_path):
     server.cut_after["blob.bin"] = 120_000
     part = tmp_path / "blob.bin.part"
     with pytest.raises(DownloadError, match="run again to resume"):
-        download.download_http(server.url("blob.bin"), str(part))
+        transfer.download_http(server.url("blob.bin"), str(part))
     assert part.read_bytes() == data[:120_000]
     server.cut_after.clear()
-    download.download_http(server.url("blob.bin"), str(part))
+    transfer.download_http(server.url("blob.bin"), str(part))
     assert part.read_bytes() == data
     assert server.requests[-1] == ("blob.bin", "bytes=120000-", 206)
 
@@ -117,18 +118,18 @@ def test_complete_partial_file_gets_416_and_is_kept(server, tmp_path):
     server.files["blob.bin"] = b"abc"
     part = tmp_path / "blob.bin.part"
     part.write_bytes(b"abc")
-    download.download_http(server.url("blob.bin"), str(part))
+    transfer.download_http(server.url("blob.bin"), str(part))
     assert part.read_bytes() == b"abc"
     assert server.statuses("blob.bin") == [416]
 
 
 def test_missing_file_and_unreachable_server_are_clear_errors(server, tmp_path):
     with pytest.raises(DownloadError, match=r"404 .*the file is gone"):
-        download.download_http(server.url("nothing.zip"), str(tmp_path / "x.part"))
+        transfer.download_http(server.url("nothing.zip"), str(tmp_path / "x.part"))
     url = server.url("nothing.zip")
     server.close()
     with pytest.raises(DownloadError, match="cannot reach .*check the network"):
-        download.download_http(url, str(tmp_path / "x.part"))
+        transfer.download_http(url, str(tmp_path / "x.part"))
 
 
 # ----------------------------------------------------------------------------- install
@@ -137,7 +138,7 @@ def test_missing_file_and_unreachable_server_are_clear_errors(server, tmp_path):
 def test_install_archive_layout_marker_and_skip(server, tmp_path):
     server.files["davis.zip"] = DAVIS_ZIP
     root = str(tmp_path)
-    assert download.install_archive(root, davis_archive(), base_url=server.base_url) == "installed"
+    assert install.install_archive(root, davis_archive(), base_url=server.base_url) == "installed"
     trainval = tmp_path / "DAVIS/2017/trainval"
     assert all_files(trainval) == ["Annotations", "Annotations/480p", "Annotations/480p/bear",
                                    "Annotations/480p/bear/00000.png", "ImageSets", "ImageSets/2017",
@@ -145,18 +146,18 @@ def test_install_archive_layout_marker_and_skip(server, tmp_path):
                                    "JPEGImages/480p/bear", "JPEGImages/480p/bear/00000.jpg"]
     assert (trainval / "JPEGImages/480p/bear/00000.jpg").read_bytes() == b"jpeg-bytes"
     assert sorted(os.listdir(tmp_path / "DAVIS/2017")) == [".complete-davis-test", "trainval"]
-    assert download.install_archive(root, davis_archive(), base_url=server.base_url) == "skipped"
+    assert install.install_archive(root, davis_archive(), base_url=server.base_url) == "skipped"
     assert server.statuses("davis.zip") == [200]
 
 
 def test_interrupted_extraction_is_redone_from_the_kept_archive(server, tmp_path):
     server.files["davis.zip"] = DAVIS_ZIP
     root, spec = str(tmp_path), davis_archive()
-    download.install_archive(root, spec, base_url=server.base_url, keep_archive=True)
-    os.remove(download.marker_path(root, spec))
+    install.install_archive(root, spec, base_url=server.base_url, keep_archive=True)
+    os.remove(install.marker_path(root, spec))
     os.remove(tmp_path / "DAVIS/2017/trainval/JPEGImages/480p/bear/00000.jpg")
     (tmp_path / "DAVIS/2017/.extracting-davis-test/DAVIS").mkdir(parents=True)  # leftover of a crash
-    assert download.install_archive(root, spec, base_url=server.base_url) == "installed"
+    assert install.install_archive(root, spec, base_url=server.base_url) == "installed"
     assert (tmp_path / "DAVIS/2017/trainval/JPEGImages/480p/bear/00000.jpg").read_bytes() == b"jpeg-bytes"
     assert sorted(os.listdir(tmp_path / "DAVIS/2017")) == [".complete-davis-test", "trainval"]
     assert server.statuses("davis.zip") == [200]  # no second download
@@ -166,7 +167,7 @@ def test_checksum_mismatch_stops_without_extracted_files(server, tmp_path):
     server.files["davis.zip"] = DAVIS_ZIP
     spec = davis_archive(sha256="0" * 64)
     with pytest.raises(VerificationError) as error:
-        download.install_archive(str(tmp_path), spec, base_url=server.base_url)
+        install.install_archive(str(tmp_path), spec, base_url=server.base_url)
     message = str(error.value)
     assert "sha256 checksum mismatch" in message and "davis.zip" in message
     assert "https://drive.google.com/uc?id=FILEID" in message
@@ -176,7 +177,7 @@ def test_checksum_mismatch_stops_without_extracted_files(server, tmp_path):
 def test_right_checksum_and_size_pass(server, tmp_path):
     server.files["davis.zip"] = DAVIS_ZIP
     spec = davis_archive(sha256=hashlib.sha256(DAVIS_ZIP).hexdigest(), size=len(DAVIS_ZIP))
-    assert download.install_archive(str(tmp_path), spec, base_url=server.base_url) == "installed"
+    assert install.install_archive(str(tmp_path), spec, base_url=server.base_url) == "installed"
 
 
 def test_truncated_archive_of_known_size_is_resumed(server, tmp_path):
@@ -184,7 +185,7 @@ def test_truncated_archive_of_known_size_is_resumed(server, tmp_path):
     (tmp_path / "DAVIS/2017").mkdir(parents=True)
     (tmp_path / "DAVIS/2017/davis.zip").write_bytes(DAVIS_ZIP[:100])
     spec = davis_archive(size=len(DAVIS_ZIP))
-    assert download.install_archive(str(tmp_path), spec, base_url=server.base_url) == "installed"
+    assert install.install_archive(str(tmp_path), spec, base_url=server.base_url) == "installed"
     assert server.requests == [("davis.zip", "bytes=100-", 206)]
 
 
@@ -192,7 +193,7 @@ def test_damaged_archive_of_unknown_size_is_fetched_again(server, tmp_path, caps
     server.files["davis.zip"] = DAVIS_ZIP
     (tmp_path / "DAVIS/2017").mkdir(parents=True)
     (tmp_path / "DAVIS/2017/davis.zip").write_bytes(DAVIS_ZIP[:150])
-    assert download.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url) == "installed"
+    assert install.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url) == "installed"
     assert "downloading it again" in capsys.readouterr().out
     assert server.requests == [("davis.zip", None, 200)]
 
@@ -200,7 +201,7 @@ def test_damaged_archive_of_unknown_size_is_fetched_again(server, tmp_path, caps
 def test_html_page_instead_of_archive_is_detected(server, tmp_path):
     server.html.add("davis.zip")
     with pytest.raises(VerificationError) as error:
-        download.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url)
+        install.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url)
     message = str(error.value)
     assert "web page" in message and "quota" in message
     assert "https://drive.google.com/uc?id=FILEID" in message
@@ -211,25 +212,25 @@ def test_html_page_instead_of_archive_is_detected(server, tmp_path):
 def test_archive_without_expected_folders_is_refused(server, tmp_path):
     server.files["davis.zip"] = make_zip({"DAVIS/readme.txt": b"hi"})
     with pytest.raises(VerificationError, match="does not contain the expected JPEGImages/480p"):
-        download.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url)
+        install.install_archive(str(tmp_path), davis_archive(), base_url=server.base_url)
     assert not (tmp_path / "DAVIS/2017/trainval").exists()
-    assert not os.path.exists(download.marker_path(str(tmp_path), davis_archive()))
+    assert not os.path.exists(install.marker_path(str(tmp_path), davis_archive()))
 
 
 def test_unsafe_archive_is_refused_by_install(server, tmp_path):
     server.files["davis.zip"] = make_zip({"DAVIS/JPEGImages/480p/a.jpg": b"x", "../../escape.txt": b"x"})
     root = tmp_path / "data"
     with pytest.raises(UnsafeArchiveError, match=r"'\.\./\.\./escape\.txt' contains '\.\.'"):
-        download.install_archive(str(root), davis_archive(), base_url=server.base_url)
+        install.install_archive(str(root), davis_archive(), base_url=server.base_url)
     assert all_files(tmp_path) == ["data", "data/DAVIS", "data/DAVIS/2017", "data/DAVIS/2017/davis.zip"]
 
 
 def test_free_space_check_refuses_before_downloading(server, tmp_path, monkeypatch):
     server.files["davis.zip"] = DAVIS_ZIP
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: DiskUsage(10**12, 10**12 - 5 * 10**9, 5 * 10**9))
+    monkeypatch.setattr(command_line.shutil, "disk_usage", lambda path: DiskUsage(10**12, 10**12 - 5 * 10**9, 5 * 10**9))
     spec = davis_archive(approx_size=4 * 10**9)
     with pytest.raises(DownloadError, match=r"not enough free space .*8\.0 GB needed.*5\.0 GB free"):
-        download.install_archive(str(tmp_path), spec, base_url=server.base_url)
+        install.install_archive(str(tmp_path), spec, base_url=server.base_url)
     assert server.requests == []
 
 
@@ -263,7 +264,7 @@ def test_unsafe_tar_is_refused_and_nothing_written(tmp_path, case):
     archive.write_bytes(make_tar(UNSAFE_TARS[case]))
     target = tmp_path / "a" / "b" / "target"
     with pytest.raises(UnsafeArchiveError, match="refusing to extract"):
-        download.safe_extract(str(archive), str(target))
+        archives.safe_extract(str(archive), str(target))
     assert all_files(tmp_path) == ["evil.tar"]
     assert not os.path.exists("/tmp/evil-imsfr.txt")
 
@@ -274,7 +275,7 @@ def test_unsafe_zip_is_refused_and_nothing_written(tmp_path, case):
     archive.write_bytes(make_zip(*UNSAFE_ZIPS[case]))
     target = tmp_path / "a" / "b" / "target"
     with pytest.raises(UnsafeArchiveError, match="refusing to extract"):
-        download.safe_extract(str(archive), str(target))
+        archives.safe_extract(str(archive), str(target))
     assert all_files(tmp_path) == ["evil.zip"]
 
 
@@ -285,12 +286,12 @@ def test_even_links_inside_the_archive_are_refused(tmp_path, kind, member):
     archive = tmp_path / "links.tar"
     archive.write_bytes(make_tar([("data", "dir", None), ("data/a.txt", "file", b"A"), member]))
     with pytest.raises(UnsafeArchiveError, match=f"{member[0]}' is a {kind[:-4]}\\w* link"):
-        download.safe_extract(str(archive), str(tmp_path / "out"))
+        archives.safe_extract(str(archive), str(tmp_path / "out"))
     assert all_files(tmp_path) == ["links.tar"]
     zipped = tmp_path / "links.zip"
     zipped.write_bytes(make_zip({"data/a.txt": b"A"}, {"data/link": "a.txt"}))
     with pytest.raises(UnsafeArchiveError, match="'data/link' is a symbolic link"):
-        download.safe_extract(str(zipped), str(tmp_path / "out"))
+        archives.safe_extract(str(zipped), str(tmp_path / "out"))
     assert all_files(tmp_path) == ["links.tar", "links.zip"]
 
 
@@ -298,7 +299,7 @@ def test_not_an_archive_is_a_verification_error(tmp_path):
     bogus = tmp_path / "x.zip"
     bogus.write_bytes(b"PK\x03\x04 but not really a zip file" * 10)
     with pytest.raises(VerificationError, match="neither a zip nor a tar"):
-        download.safe_extract(str(bogus), str(tmp_path / "out"))
+        archives.safe_extract(str(bogus), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -307,7 +308,7 @@ def test_truncated_tar_is_detected_before_writing(tmp_path):
     archive = tmp_path / "cut.tar"
     archive.write_bytes(data[:7000])
     with pytest.raises(VerificationError):
-        download.safe_extract(str(archive), str(tmp_path / "out"))
+        archives.safe_extract(str(archive), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -321,13 +322,13 @@ class FakeTTY(io.StringIO):
 
 def test_confirm_refuses_without_a_terminal_and_asks_with_one(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
-    with pytest.raises(download.ConfirmationRequired, match="--yes"):
-        download.confirm("go?", assume_yes=False)
-    assert download.confirm("go?", assume_yes=True) is True
+    with pytest.raises(errors.ConfirmationRequired, match="--yes"):
+        command_line.confirm("go?", assume_yes=False)
+    assert command_line.confirm("go?", assume_yes=True) is True
     monkeypatch.setattr(sys, "stdin", FakeTTY("y\n"))
-    assert download.confirm("go?", assume_yes=False) is True
+    assert command_line.confirm("go?", assume_yes=False) is True
     monkeypatch.setattr(sys, "stdin", FakeTTY("n\n"))
-    assert download.confirm("go?", assume_yes=False) is False
+    assert command_line.confirm("go?", assume_yes=False) is False
 
 
 # ----------------------------------------------------------------------------- scripts
@@ -335,7 +336,7 @@ def test_confirm_refuses_without_a_terminal_and_asks_with_one(monkeypatch):
 
 def test_download_datasets_script_fetches_then_skips(server, tmp_path, monkeypatch, capsys):
     server.files["DAVIS-2017-trainval-480p.zip"] = DAVIS_ZIP
-    monkeypatch.setenv(download.BASE_URL_ENV, server.base_url)
+    monkeypatch.setenv(transfer.BASE_URL_ENV, server.base_url)
     assert download_datasets.main(["davis2017", "--root", str(tmp_path), "--yes"]) == 0
     trainval = tmp_path / "DAVIS/2017/trainval"
     assert (trainval / "Annotations/480p/bear/00000.png").read_bytes() == b"png-bytes"
@@ -390,7 +391,7 @@ def test_download_datasets_youtube2019_with_480p_copy(server, tmp_path, monkeypa
     server.files["youtube2019-valid.zip"] = make_zip({"valid/JPEGImages/v2/00000.jpg": b"j",
                                                       "valid/Annotations/v2/00000.png": b"p"})
     server.files["youtube2019-valid-all-frames.zip"] = make_zip({"valid_all_frames/JPEGImages/v2/00000.jpg": b"j"})
-    monkeypatch.setenv(download.BASE_URL_ENV, server.base_url)
+    monkeypatch.setenv(transfer.BASE_URL_ENV, server.base_url)
     args = ["youtube2019", "--root", str(tmp_path), "--yes", "--workers", "1"]
     assert download_datasets.main(args) == 0
     with Image.open(tmp_path / "YouTube/train_480p/JPEGImages/v1/00000.jpg") as image:
@@ -412,7 +413,7 @@ def test_download_bl30k_merges_six_segments_then_skips(server, tmp_path, monkeyp
     for letter in "abcdef":
         server.files[f"BL30K_{letter}.tar"] = bl30k_segment(letter)
     free = []
-    monkeypatch.setattr(download.shutil, "disk_usage",
+    monkeypatch.setattr(command_line.shutil, "disk_usage",
                         lambda path: free.append(path) or DiskUsage(10**13, 0, 10**13))
     args = ["--root", str(tmp_path), "--yes", "--base_url", server.base_url]
     assert download_bl30k.main(args) == 0
@@ -426,7 +427,7 @@ def test_download_bl30k_merges_six_segments_then_skips(server, tmp_path, monkeyp
 
 def test_download_bl30k_stops_when_space_is_short(server, tmp_path, monkeypatch, capsys):
     server.files["BL30K_a.tar"] = bl30k_segment("a")
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: DiskUsage(10**12, 9 * 10**11, 10**11))
+    monkeypatch.setattr(command_line.shutil, "disk_usage", lambda path: DiskUsage(10**12, 9 * 10**11, 10**11))
     code = download_bl30k.main(["--root", str(tmp_path), "--yes", "--base_url", server.base_url])
     err = capsys.readouterr().err
     assert code == 1 and "not enough free space for BL30K_a.tar" in err and "230.0 GB needed" in err
