@@ -12,9 +12,10 @@ import sys
 from dataset import DatasetError
 from model.backbones import PretrainedWeightsUnavailable
 from model.checkpoint import CheckpointError
-from model.trainer import TrainingError, run_training
+from training.args import parse_train_args
+from training.errors import TrainingError
+from training.loop import run_training
 from util.distributed import DistributedSetupError
-from util.train_args import parse_train_args
 
 EXPECTED_ERRORS = (TrainingError, DatasetError, CheckpointError, DistributedSetupError, PretrainedWeightsUnavailable)
 

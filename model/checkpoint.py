@@ -37,35 +37,6 @@ def _first_line(error):
     return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
-# What resuming (train.py --load_model) reads from a full training checkpoint; "scaler" and
-# "rng.cuda" are optional (AMP and CUDA RNG states are restored only where they apply).
-TRAINING_FIELDS = {"network": dict, "optimizer": dict, "scheduler": dict, "args": dict, "rng": dict,
-                   "iteration": int, "epoch": int, "batches_done": int, "batches_per_epoch": int,
-                   "optimizer.state": dict, "optimizer.param_groups": list,
-                   "rng.python": (tuple, list), "rng.torch": torch.Tensor, "rng.numpy": dict,
-                   "rng.numpy.keys": torch.Tensor, "rng.numpy.pos": int, "rng.numpy.has_gauss": int,
-                   "rng.numpy.cached_gaussian": float}
-
-
-def check_training_checkpoint(state, path):
-    """Raise CheckpointError naming ``path`` and the first field of a full training
-    checkpoint that is missing or of the wrong type (see TRAINING_FIELDS)."""
-    for field, kind in TRAINING_FIELDS.items():  # a field comes after its parent, checked to be a dict
-        value = state
-        for part in field.split("."):
-            value = value.get(part)
-            if value is None:
-                break
-        if value is None:
-            hint = "" if field == "network" else " (--load_network can start a new run from its weights)"
-            raise CheckpointError(f"{path}: training checkpoint has no '{field}' field; it cannot be resumed "
-                                  f"with --load_model{hint}")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise CheckpointError(f"{path}: training checkpoint field '{field}' is a {type(value).__name__}, "
-                                  f"expected {names}; it cannot be resumed with --load_model")
-
-
 def extract_state_dict(obj, source="checkpoint"):
     """The network weights inside a loaded checkpoint object."""
     if isinstance(obj, dict) and isinstance(obj.get("network"), dict):

@@ -16,7 +16,7 @@ import progressbar  # noqa: E402
 import torch  # noqa: E402
 
 from model.network import IMSFR  # noqa: E402
-from model.trainer import Trainer  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 from util.config import STAGE_DEFAULTS, TRAIN_COMMON  # noqa: E402
 from util.device import amp_available, pick_device, synchronize  # noqa: E402
 

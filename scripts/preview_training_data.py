@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset import DatasetError  # noqa: E402
 from dataset.training_data import DEFAULT_ROOTS, build_stage_dataset, check_stage_data, data_options  # noqa: E402
+from training.args import add_data_arguments, positive_int  # noqa: E402
 from util.config import IMAGENET_MEAN, IMAGENET_STD, STAGE_DEFAULTS  # noqa: E402
 from util.overlay import blend  # noqa: E402
-from util.train_args import positive_int, add_data_arguments  # noqa: E402
 
 PER_GRID = 8
 

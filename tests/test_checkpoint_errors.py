@@ -10,10 +10,11 @@ import torch
 
 import train
 from dataset.synthetic import make_davis_dataset
-from model.checkpoint import TRAINING_FIELDS, CheckpointError, check_training_checkpoint, read_checkpoint
+from model.checkpoint import CheckpointError, read_checkpoint
 from model.network import IMSFR
-from model.trainer import Trainer, save_training_state
-from util.train_args import parse_train_args
+from training.args import parse_train_args
+from training.checkpoints import TRAINING_FIELDS, check_training_checkpoint, save_training_state
+from training.trainer import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--stage", "3", "--main_data", "davis", "--crop_size", "64", "--key_backbone", "resnet18",

@@ -228,8 +228,8 @@ def test_busy_master_port_under_a_launcher_fails_in_the_launcher(launcher, davis
 
 
 def test_a_bug_while_fetching_a_batch_still_leaves_a_checkpoint(davis_root, tmp_path, monkeypatch, capsys):
-    import model.trainer
     import train
+    import training.data
 
     calls = []
 
@@ -240,7 +240,7 @@ def test_a_bug_while_fetching_a_batch_still_leaves_a_checkpoint(davis_root, tmp_
                 raise KeyError("a bug in the data code")
             return super().__getitem__(index)
 
-    monkeypatch.setattr(model.trainer, "SkippingDataset", BuggyAfterTwo)
+    monkeypatch.setattr(training.data, "SkippingDataset", BuggyAfterTwo)
     command = train_command(davis_root, tmp_path, "--iterations", "4", "--num_workers", "0")
     with pytest.raises(KeyError, match="a bug in the data code"):  # not hidden: its traceback is shown
         train.main(command[2:])

@@ -14,7 +14,7 @@ from dataset.training_data import (DEFAULT_ROOTS, DEFAULT_SUBSETS, NO_SUBSETS, b
                                    check_stage_data, data_options, resolve_subsets)
 from scripts import preview_training_data
 from tests.test_training_data_sampling import exact_law
-from util.train_args import SCHEDULE_ARGS, parse_train_args
+from training.args import SCHEDULE_ARGS, parse_train_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@
   the environment; the launcher's agent hosts the rendezvous store.
 * ``python -m torch.distributed.launch --nproc_per_node=N train.py ...``: the
   same environment, plus ``--local-rank=N`` (PyTorch 2.x) or ``--local_rank=N``
-  (older) on the command line; ``util.train_args`` accepts both.
+  (older) on the command line; ``training.args`` accepts both.
 
 NCCL on CUDA, gloo on CPU.
 """

@@ -2,6 +2,9 @@
 import torch
 import torch.nn.functional as F
 
+# The losses the training loop averages and logs (keys of IMSFRLoss's result).
+LOSS_NAMES = ("total_loss", "ce_loss_1", "ce_loss_2", "iou_1", "iou_2")
+
 
 def bootstrap_fraction(iteration: int, start: int, end: int, final_p: float) -> float:
     """Fraction p of the hardest pixels kept: 1 before ``start``, falling linearly
