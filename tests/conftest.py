@@ -30,13 +30,13 @@ def weights_network(weights):
 def cached_network(weights, weights_network, monkeypatch):
     """The scripts load their weights through build_network: read the test weights only once
     (use with ``pytestmark = pytest.mark.usefixtures("cached_network")``)."""
-    from inference_core import video_runner
+    from inference_core import cli
     from model.checkpoint import build_network
 
     def build(path, device):
         return weights_network if path == weights and str(device) == "cpu" else build_network(path, device)
 
-    monkeypatch.setattr(video_runner, "build_network", build)
+    monkeypatch.setattr(cli, "build_network", build)
 
 
 # ----------------------------------------------------------------------------- inference core
@@ -46,3 +46,14 @@ def network():
     from model.network import IMSFR
     torch.manual_seed(0)
     return IMSFR(single_object=False, pretrained=False, key_backbone="resnet18").eval()
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def davis_root(tmp_path_factory):
+    """4 synthetic DAVIS-format videos (12 frames, 96x160, up to 2 objects) to train on."""
+    from dataset.synthetic import make_davis_dataset
+    root = tmp_path_factory.mktemp("davis")
+    make_davis_dataset(root, num_sequences=4, num_frames=12, size=(96, 160), max_objects=2, seed=0,
+                       splits=("train", "val"))
+    return str(root)

@@ -14,42 +14,15 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from dataset.synthetic import make_davis_dataset
 from model.checkpoint import load_network_weights, read_checkpoint
 from model.network import IMSFR
-from model.trainer import CHECKPOINT_FORMAT, build_training_data, epoch_loader, weights_checksum
+from tests.helpers_train import REPO, SMALL, free_port, run, stage3_args
+from training.args import parse_train_args
+from training.checkpoints import CHECKPOINT_FORMAT
+from training.data import build_training_data, epoch_loader
+from training.logger import prediction_grid
+from training.trainer import weights_checksum
 from util.distributed import DistContext
-from util.logger import prediction_grid
-from util.train_args import parse_train_args
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--no_subset", "--crop_size", "64", "--key_backbone", "resnet18", "--no_pretrained", "--num_workers", "0",
-         "--batch_size", "1", "--log_every", "1", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def davis_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("davis")
-    make_davis_dataset(root, num_sequences=4, num_frames=12, size=(96, 160), max_objects=2, seed=0,
-                       splits=("train", "val"))
-    return str(root)
-
-
-def stage3_args(davis_root, tmp_path, run_id, *extra):
-    return ["--stage", "3", "--id", run_id, "--main_data", "davis", "--davis_root", davis_root,
-            "--save_dir", str(tmp_path / "saves"), "--log_dir", str(tmp_path / "runs"), *SMALL, *extra]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(command, extra_env=None):
-    # One thread per process: two ranks share the 2 cores of a CI machine.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def load_weights(path):

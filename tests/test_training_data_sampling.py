@@ -1,20 +1,21 @@
 """The 3-frame sampling law of stages 1-3 against the reference's law, written out
 here independently (NOTES.md "VOS sampling") and enumerated exactly."""
+import math
 import os
 from fractions import Fraction
 from itertools import product
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dataset.vos_dataset import VOSDataset
+from tests.helpers_stats import chi2_cdf, chi2_quantile
 from util.palette import save_palette_png
 
 DRAWS = 20_000
-# chi-square critical value at alpha = 0.001 for 259 degrees of freedom (the 260 triples
-# the law can give on 12 frames with max_jump 5); scipy.stats.chi2.ppf(0.999, 259) = 335.06.
-CRITICAL_259 = 335.06
+ALPHA = 0.001  # significance level of the chi-square tests
 
 
 def exact_law(n, max_jump):
@@ -44,12 +45,31 @@ def chi_square(draws, law):
 
 
 def critical_value(df):
-    try:
-        from scipy.stats import chi2
-    except ImportError:
-        assert df == 259, "hard-coded critical value only for 259 degrees of freedom"
-        return CRITICAL_259
-    return float(chi2.ppf(0.999, df))
+    """The chi-square critical value at ALPHA for ``df`` degrees of freedom (no scipy needed)."""
+    return chi2_quantile(1 - ALPHA, df)
+
+
+# (q, df, chi-square q-quantile) from scipy.stats.chi2.ppf (scipy 1.17.1), agreeing with
+# published tables to their digits (e.g. 6.635, 23.209, 29.588, 149.449).
+REFERENCE_QUANTILES = [
+    (0.99, 1, 6.6348966010212145), (0.99, 10, 23.209251158954356), (0.99, 259, 314.8680061069365),
+    (0.999, 10, 29.58829844507442), (0.999, 100, 149.44925277903886), (0.999, 219, 289.408351583794),
+    (0.999, 259, 335.064754647592), (0.999, 1000, 1143.9170926196791),
+    (0.5, 1, 0.454936423119572), (0.001, 5, 0.2102126026292192),
+]
+
+
+@pytest.mark.parametrize("q, df, expected", REFERENCE_QUANTILES)
+def test_chi_square_quantile_matches_reference_values(q, df, expected):
+    assert chi2_quantile(q, df) == pytest.approx(expected, rel=1e-10)
+    assert chi2_cdf(expected, df) == pytest.approx(q, rel=1e-10)
+
+
+@pytest.mark.parametrize("q", [0.001, 0.5, 0.99, 0.999, 0.999999])
+def test_chi_square_quantile_matches_closed_forms(q):
+    # df = 2 is the exponential law of mean 2; df = 1 is the square of a standard normal.
+    assert chi2_quantile(q, 2) == pytest.approx(-2 * math.log(1 - q), rel=1e-10)
+    assert chi2_quantile(q, 1) == pytest.approx(NormalDist().inv_cdf((1 + q) / 2) ** 2, rel=1e-9)
 
 
 @pytest.fixture
