@@ -11,10 +11,8 @@ import os
 import sys
 
 from dataset.eval_datasets import DavisSet
-from inference_core import sharding
-from inference_core.video_runner import EXIT_FAILED, EXIT_OK, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
-    build_core, run_videos
-from inference_core.output_guard import refuse_overlap
+from inference_core.cli import add_inference_arguments, run_evaluation
+from inference_core.video_runner import EXIT_FAILED, EXIT_OK
 from util.davis_metrics import evaluate_davis, format_tables, write_tables
 
 SPLIT_FOLDERS = {"val": ("trainval", "val"), "testdev": ("test-dev", "test-dev")}
@@ -38,25 +36,13 @@ def evaluate(davis_root, output, year, split, workers):
 def run_davis(args, davis_root, year, split):
     """Run a DAVIS split into ``args.output``/<sequence>/ and evaluate it when ground truth exists.
     Under torchrun the sequences are split over the processes and rank 0 reports and evaluates."""
-    try:
-        shard = sharding.join(args)
-        dataset = DavisSet(davis_root, year, split)
-        refuse_overlap(args.output, dataset.input_folders())
-        core = build_core(args)
-    except SETUP_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SETUP
-    try:
-        summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size,
-                             args.overwrite, shard=shard)
-    finally:
-        sharding.leave(shard)
-    if not shard.is_main:
-        return summary.exit_code()
-    code = summary.report(core.device)
-    if dataset.has_ground_truth and not args.no_eval:
-        code = max(code, evaluate(davis_root, args.output, year, split, args.eval_workers))
-    return code
+    def finish(summary, dataset):
+        if dataset.has_ground_truth and not args.no_eval:
+            return evaluate(davis_root, args.output, year, split, args.eval_workers)
+        return EXIT_OK
+
+    return run_evaluation(args, lambda: DavisSet(davis_root, year, split),
+                          lambda name: os.path.join(args.output, name), finish=finish)
 
 
 def add_evaluation_arguments(parser):

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from eval_davis import add_evaluation_arguments, run_davis
-from inference_core.video_runner import add_inference_arguments
+from inference_core.cli import add_inference_arguments
 
 
 def main(argv=None):

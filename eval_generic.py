@@ -17,9 +17,7 @@ import os
 import sys
 
 from dataset.eval_datasets import DEFAULT_FPS, FolderSet, SingleVideo, VideoFile
-from inference_core import sharding
-from inference_core.output_guard import refuse_overlap
-from inference_core.video_runner import EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, build_core, run_videos
+from inference_core.cli import add_inference_arguments, run_evaluation
 from util.overlay import OVERLAY_KINDS, OverlayWriter
 from util.palette import load_annotation, load_palette
 
@@ -54,32 +52,20 @@ def main(argv=None):
                                         "like the frames; with --video a folder of PNGs named by frame index "
                                         "(00000.png = first frame) or one PNG (frame 0, or the index it is named by)")
     parser.add_argument("--overlay", choices=sorted(OVERLAY_KINDS), help="also write an overlay per video")
-    add_inference_arguments(parser, "generic", size=480)
+    add_inference_arguments(parser, "generic")
     args = parser.parse_args(argv)
     if bool(args.frames or args.video) != bool(args.masks):
         parser.error("--masks goes with --frames or --video, and they need it")
-    try:
-        shard = sharding.join(args)
+
+    def open_dataset():
         if args.data:
-            dataset = FolderSet(args.data)
-        elif args.video:
-            dataset = VideoFile(args.video, args.masks)
-        else:
-            dataset = SingleVideo(args.frames, args.masks)
-        refuse_overlap(args.output, dataset.input_folders())
-        core = build_core(args)
-    except SETUP_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SETUP
+            return FolderSet(args.data)
+        if args.video:
+            return VideoFile(args.video, args.masks)
+        return SingleVideo(args.frames, args.masks)
+
     hook = overlay_writer(args.output, args.overlay, args.overwrite) if args.overlay else None
-    try:
-        summary = run_videos(dataset, core, lambda name: os.path.join(args.output, name), args.size,
-                             args.overwrite, after_video=hook, shard=shard)
-    finally:
-        sharding.leave(shard)
-    if not shard.is_main:
-        return summary.exit_code()
-    return summary.report(core.device)
+    return run_evaluation(args, open_dataset, lambda name: os.path.join(args.output, name), after_video=hook)
 
 
 if __name__ == "__main__":

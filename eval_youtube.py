@@ -12,10 +12,8 @@ import sys
 import zipfile
 
 from dataset.eval_datasets import YouTubeSet
-from inference_core import sharding
-from inference_core.output_guard import refuse_overlap
-from inference_core.video_runner import EXIT_FAILED, EXIT_SETUP, SETUP_ERRORS, add_inference_arguments, \
-    build_core, run_videos
+from inference_core.cli import SETUP_ERRORS, add_inference_arguments, run_evaluation
+from inference_core.video_runner import EXIT_FAILED, EXIT_OK
 from util.fileio import atomic_open
 
 
@@ -30,44 +28,33 @@ def write_zip(dataset, names, output):
     return path
 
 
+def pack_results(summary, dataset, output):
+    """The server's zip of the complete videos; the PNGs stay if it cannot be written. Returns an exit code."""
+    if not summary.complete:
+        return EXIT_OK
+    done = set(summary.complete)
+    try:
+        print(f"Archive for the server: {write_zip(dataset, [n for n in dataset.names if n in done], output)}")
+    except (OSError, *SETUP_ERRORS) as error:
+        print(f"error: could not write the archive {os.path.normpath(output)}.zip ({error}); "
+              f"the results are in {os.path.join(output, 'Annotations')}", file=sys.stderr)
+        return EXIT_FAILED
+    if summary.failures:
+        print(f"WARNING: the archive lacks the {len(summary.failures)} failed videos")
+    return EXIT_OK
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--yv_path", default="../YouTube", help="YouTube-VOS 2018 or 2019 root")
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
     parser.add_argument("--save_all", "--output_all", dest="save_all", action="store_true",
                         help="write every frame, not only those listed in meta.json (the scored ones)")
-    add_inference_arguments(parser, "youtube", size=480)
+    add_inference_arguments(parser, "youtube")
     args = parser.parse_args(argv)
-    try:
-        shard = sharding.join(args)
-        dataset = YouTubeSet(args.yv_path, args.split, args.save_all)
-        refuse_overlap(args.output, dataset.input_folders())
-        core = build_core(args)
-    except SETUP_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SETUP
-    annotations = os.path.join(args.output, "Annotations")
-    try:
-        summary = run_videos(dataset, core, lambda name: os.path.join(annotations, name), args.size,
-                             args.overwrite, shard=shard)
-    finally:
-        sharding.leave(shard)
-    if not shard.is_main:
-        return summary.exit_code()
-    code = summary.report(core.device)
-    if summary.complete:
-        done = set(summary.complete)
-        complete = [name for name in dataset.names if name in done]
-        try:
-            print(f"Archive for the server: {write_zip(dataset, complete, args.output)}")
-        except (OSError, *SETUP_ERRORS) as error:
-            # The PNGs stay where they are; only the archive is missing.
-            print(f"error: could not write the archive {os.path.normpath(args.output)}.zip ({error}); "
-                  f"the results are in {annotations}", file=sys.stderr)
-            return max(code, EXIT_FAILED)
-        if summary.failures:
-            print(f"WARNING: the archive lacks the {len(summary.failures)} failed videos")
-    return code
+    return run_evaluation(args, lambda: YouTubeSet(args.yv_path, args.split, args.save_all),
+                          lambda name: os.path.join(args.output, "Annotations", name),
+                          finish=lambda summary, dataset: pack_results(summary, dataset, args.output))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ With T memory frames and T > ``threshold``, the long-term readout reads
 ``int(fraction * T)`` distinct frames drawn uniformly from the T - 1 oldest
 (the newest frame enters through the previous-frame readout anyway) plus
 fixed anchor frames; with T <= ``threshold`` it reads every frame. This is
-the reference's rule; ``util/config.py`` holds each benchmark's numbers.
+the reference's rule; ``util/config.py`` holds each benchmark's numbers (``PRESETS``).
 
 The random stream belongs to the sampler and is seeded. It is Python's
 ``random.Random``, drawn with ``sample`` exactly as the reference draws from
@@ -12,18 +12,13 @@ the global ``random`` module, so for the same seed both read the same frames.
 """
 import random
 
+from util.config import check_sampler
+
 
 class IsogenousSampler:
     def __init__(self, threshold: int = 8, fraction: float = 0.1, anchors=(0, -2), seed=None):
-        if threshold < 0:
-            raise ValueError("threshold must be >= 0")
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError("fraction must lie in [0, 1]")
         anchors = tuple(int(a) for a in anchors)
-        # Anchors must exist as soon as sampling starts (memory of threshold + 1 frames).
-        for a in anchors:
-            if not -(threshold + 1) <= a <= threshold:
-                raise ValueError(f"anchor {a} does not exist in a memory of {threshold + 1} frames")
+        check_sampler(threshold, fraction, anchors)
         self.threshold = threshold
         self.fraction = fraction
         self.anchors = anchors
@@ -51,6 +46,11 @@ class IsogenousSampler:
             return None
         drawn = sorted(self.rng.sample(range(num_frames - 1), self.num_drawn(num_frames)))
         return [a % num_frames for a in self.anchors] + drawn
+
+    @classmethod
+    def from_config(cls, config):
+        """The sampler of an ``InferenceConfig``, seeded with its seed."""
+        return cls(config.sample_threshold, config.sample_fraction, config.anchors, config.seed)
 
     def __repr__(self):
         return (f"IsogenousSampler(threshold={self.threshold}, fraction={self.fraction}, "

@@ -1,17 +1,15 @@
-"""The per-video loop shared by the evaluation scripts.
+"""Running the inference core over the videos of a dataset, with the I/O around it.
 
-The inference core keeps the state of a video; this module does the I/O around
-it: reading and normalising frames, optional resizing, giving the annotated
-objects with internal ids, argmax back at the original size, original ids,
-atomic palette PNGs, timing of the core and the per-run summary (failures,
-FPS, peak GPU memory). Every script shares its flags and its exit codes:
-0 all videos done, 1 some video failed, 2 the run could not start.
+The core keeps the state of a video and runs its frame loop (``InferenceCore.run``);
+this module feeds it: frames read, checked, resized and normalised on request,
+the annotated objects with internal ids, then argmax back at the original size,
+original ids, atomic palette PNGs guarded by the output manifest
+(util/output_guard.py), and the per-run summary (failures, FPS, peak GPU memory).
+Exit codes of every script: 0 all videos done, 1 some video failed, 2 the run could not start.
 """
-import argparse
 import dataclasses
 import os
 import sys
-import time
 
 import numpy as np
 import progressbar
@@ -19,95 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from dataset.eval_datasets import SequenceError, load_objects
-from inference_core import output_guard, sharding
-from inference_core.core import InferenceConfig, InferenceCore
-from model.checkpoint import CheckpointError, build_network
-from util.config import EVAL_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, PROCEDURES
-from util.device import inference_amp_available, pick_device, synchronize
+from inference_core import sharding
+from util import output_guard
+from util.config import IMAGENET_MEAN, IMAGENET_STD
 from util.palette import save_palette_png
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
-# What opening a dataset reader or build_core raises for bad input: the scripts exit with EXIT_SETUP.
-SETUP_ERRORS = (SequenceError, CheckpointError, ValueError, RuntimeError)
-
-
-def add_inference_arguments(parser: argparse.ArgumentParser, benchmark, size=-1):
-    """The flags every evaluation script has; sampler/memory defaults from EVAL_DEFAULTS[benchmark]."""
-    d = EVAL_DEFAULTS[benchmark]
-    parser.add_argument("--model", required=True, help="network weights (state dict or training checkpoint)")
-    parser.add_argument("--output", required=True, help="folder for the result masks")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
-    parser.add_argument("--top", type=int, default=d["top_k"],
-                        help="top-k of the long-term memory readout (default: %(default)s)")
-    parser.add_argument("--mem_every", type=int, default=d["mem_every"],
-                        help="memorise every N-th frame (default: %(default)s)")
-    parser.add_argument("--include_last", action="store_true", help="also read the last frame (temporary memory)")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision: float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
-                             "(README, Speed; off by default)")
-    parser.add_argument("--no_channels_last", action="store_true",
-                        help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
-    parser.add_argument("--no_winograd", action="store_true",
-                        help="CPU: run the 3x3 convolutions by the direct algorithm (default: Winograd "
-                             "F(4x4, 3x3) for those with 256+ channels, faster on CPU; README, Speed)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the memory sampler, restarted per video (default: %(default)s)")
-    parser.add_argument("--sample_threshold", type=int, default=d["sample_threshold"],
-                        help="sample the long-term memory when it holds more frames than this (default: %(default)s)")
-    parser.add_argument("--sample_fraction", type=float, default=d["sample_fraction"],
-                        help="fraction of the memory frames read when sampling (default: %(default)s)")
-    parser.add_argument("--anchors", type=int, nargs="*", default=list(d["anchors"]),
-                        help="memory frames always read when sampling, negative: from the end (default: %(default)s)")
-    parser.add_argument("--procedure", choices=PROCEDURES, default=d["procedure"],
-                        help="how memory is filled: 'davis' (one draw per frame, t %% mem_every == 0) or "
-                             "'youtube' (one draw per object, schedule restarts where objects appear, "
-                             "double aggregation there), as the reference's scripts (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=size,
-                        help="process frames scaled down to this shorter side (-1: original size); "
-                             "results are written at the original size (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="redo videos whose results already exist")
-    parser.add_argument("--memory_budget", type=_budget, default=d.get("memory_budget"),
-                        help="keep at most N long-term memory frames per memory bank: the sampler's anchors "
-                             "plus a uniform reservoir sample of the older frames, so memory and time per frame "
-                             "stay flat on long videos; 'none': every frame, as the reference (default: %(default)s)")
-    parser.add_argument("--offload_memory", action="store_true",
-                        help="CUDA: keep the long-term memory in pinned CPU memory and move only the frames read "
-                             "to the GPU (no effect on CPU)")
-
-
-def _budget(text):
-    """--memory_budget: a positive frame count, or 'none' (unbounded)."""
-    if text.lower() == "none":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a frame count or 'none', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a frame count or 'none', got {text!r}")
-    return value
-
-
-def build_core(args):
-    """Network, device and inference core from the parsed flags (errors: CheckpointError, ValueError, RuntimeError)."""
-    device = pick_device(args.device)
-    if args.amp and not inference_amp_available(device):
-        print(f"note: --amp has no effect on {device.type}; running in float32")
-    offload = getattr(args, "offload_memory", False)
-    if offload and device.type != "cuda":
-        print(f"note: --offload_memory has no effect on {device.type}; the memory is already in host memory")
-    network = build_network(args.model, device)
-    if not getattr(args, "no_channels_last", False):
-        network.to_channels_last()  # the same numbers to float rounding (tests/test_inference_speed_paths.py)
-    # CPU float32 inference only; the same numbers to float rounding (tests/test_winograd.py).
-    network.use_winograd(device.type == "cpu" and not getattr(args, "no_winograd", False))
-    if args.mem_every < 1 or args.top < 1:
-        raise ValueError(f"--mem_every and --top must be at least 1, got {args.mem_every} and {args.top}")
-    config = InferenceConfig(top_k=args.top, mem_every=args.mem_every, include_last=args.include_last,
-                             sample_threshold=args.sample_threshold, sample_fraction=args.sample_fraction,
-                             anchors=tuple(args.anchors), procedure=args.procedure, seed=args.seed, amp=args.amp,
-                             memory_budget=getattr(args, "memory_budget", None), offload_memory=offload)
-    return InferenceCore(network, config, device)
 
 
 def processing_size(size, shorter):
@@ -149,63 +64,64 @@ class VideoResult:
     processed: int = 0  # frames run through the network (the others were not needed)
 
 
+class VideoFrames:
+    """The frames of a video as the core reads them: decoded on request (``reader``: a
+    frame source's reader, dataset/frame_sources.py), checked against the video's size,
+    resized to ``size`` and normalised on ``device``. Holds no frame."""
+
+    def __init__(self, reader, frames, video_size, size, device):
+        self.reader, self.frames, self.video_size, self.size, self.device = reader, frames, video_size, size, device
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, t):
+        image = self.reader.read(t)
+        if image.shape[:2] != self.video_size:
+            raise SequenceError(f"{self.frames.where(t)}: frame is {image.shape[1]}x{image.shape[0]} (WxH) "
+                                f"but the video is {self.video_size[1]}x{self.video_size[0]}")
+        return frame_tensor(image, self.size, self.device)
+
+
+def given_objects(objects, size, device):
+    """{t: (internal-id mask at ``size``, new internal ids)} of the frames where objects are given."""
+    return {t: (mask_tensor(objects.to_internal[objects.given[t]], size, device),
+                [int(objects.to_internal[i]) for i in objects.new_ids[t]]) for t in objects.given}
+
+
+def output_labels(prob, t, objects):
+    """Original-id labels (H, W) of a frame's probabilities at the video's size; where objects
+    are given, the given pixels exactly (processing at a smaller size would blur them)."""
+    if tuple(prob.shape[-2:]) != tuple(objects.size):
+        prob = F.interpolate(prob[None], size=objects.size, mode="bilinear", align_corners=False)[0]
+    labels = objects.to_original[prob.argmax(0).cpu().numpy()]
+    if t in objects.given:
+        given = objects.given[t]
+        labels[np.isin(labels, objects.new_ids[t])] = 0
+        labels = np.where(given > 0, given, labels)
+    return labels
+
+
 def run_video(core, spec, out_dir, shorter_side=-1):
     """Segment one video and write its palette PNGs to ``out_dir``.
 
     Frames that are neither outputs nor memorised (sparse outputs, as
     YouTube-VOS valid) are not read nor run through the network, as in the
-    reference; this does not change any output. At the frames where objects
-    are given, the given pixels are written exactly (processing at a smaller
-    size would otherwise blur them). Returns frames, processed frames and the
-    seconds spent in ``core.step``.
+    reference; this does not change any output. Returns frames, processed
+    frames and the seconds spent in ``core.step``.
     """
     objects = load_objects(spec)
-    device = core.device
     size = processing_size(objects.size, shorter_side)
     outputs = spec.output_names()
-    num_frames = len(spec.frames)
-    cache = {}  # frame index -> tensor; at most the current and the next frame
-
-    def read(t):
-        # Frames are requested in increasing order (a video file is decoded front to back).
-        if t not in cache:
-            image = frames.read(t)
-            if image.shape[:2] != objects.size:
-                raise SequenceError(f"{spec.frames.where(t)}: frame is {image.shape[1]}x{image.shape[0]} (WxH) "
-                                    f"but the video is {objects.size[1]}x{objects.size[0]}")
-            cache[t] = frame_tensor(image, size, device)
-        return cache[t]
-
-    with spec.frames.reader() as frames:
-        core.start_video()
+    with spec.frames.reader() as reader:
+        frames = VideoFrames(reader, spec.frames, objects.size, size, core.device)
         seconds = 0.0
-        for t in range(num_frames):
-            for old in [i for i in cache if i < t]:
-                del cache[old]
-            last = t + 1 == num_frames
-            if not core.will_process(output=t in outputs, new_objects=t in objects.given, last=last):
-                core.skip()
-                continue
-            current, following = read(t), None if last else read(t + 1)
-            mask, new = None, ()
-            if t in objects.given:
-                mask = mask_tensor(objects.to_internal[objects.given[t]], size, device)
-                new = [int(objects.to_internal[i]) for i in objects.new_ids[t]]
-            synchronize(device)
-            start = time.perf_counter()
-            prob = core.step(current, following, mask=mask, new_objects=new)
-            synchronize(device)
-            seconds += time.perf_counter() - start
-            if t in outputs:
-                if tuple(prob.shape[-2:]) != tuple(objects.size):
-                    prob = F.interpolate(prob[None], size=objects.size, mode="bilinear", align_corners=False)[0]
-                labels = objects.to_original[prob.argmax(0).cpu().numpy()]
-                if t in objects.given:
-                    given = objects.given[t]
-                    labels[np.isin(labels, objects.new_ids[t])] = 0
-                    labels = np.where(given > 0, given, labels)
-                save_palette_png(os.path.join(out_dir, outputs[t]), labels, objects.palette)
-    return VideoResult(num_frames, seconds, core.processed)
+        for result in core.run(frames, given_objects(objects, size, core.device), outputs=set(outputs)):
+            seconds += result.seconds
+            if result.output:
+                save_palette_png(os.path.join(out_dir, outputs[result.index]),
+                                 output_labels(result.prob, result.index, objects), objects.palette)
+    return VideoResult(len(spec.frames), seconds, core.processed)
 
 
 @dataclasses.dataclass

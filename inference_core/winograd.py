@@ -144,6 +144,13 @@ class WinogradConv2d(nn.Conv2d):
             return conv3x3(x, self.transformed_weight(), self.bias, self.tile)
         return super().forward(x)
 
+    def forward_input_part(self, x, start, stop=None, bias=None):
+        """This convolution over its input channels start:stop only, plus ``bias``: one
+        term of a convolution split by input channels (model/decoder.py, conv_input_part)."""
+        if self.applies(x):
+            return conv3x3(x, self.transformed_weight(start, stop), bias, self.tile)
+        return F.conv2d(x, self.weight[:, start:stop], bias, padding=self.padding)
+
 
 def eligible(conv):
     return (type(conv) in (nn.Conv2d, WinogradConv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
@@ -172,12 +179,3 @@ def use_winograd(module, enabled=True, tile=4, min_channels=MIN_CHANNELS, min_pi
                 conv.__dict__.pop(name, None)
             changed += 1
     return changed
-
-
-def conv_input_part(conv, x, start, stop=None, bias=None):
-    """``conv`` over its input channels start:stop only (stop None: to the last; x
-    holds exactly those channels), plus ``bias``: one term of a convolution split
-    by input channels."""
-    if isinstance(conv, WinogradConv2d) and conv.applies(x):
-        return conv3x3(x, conv.transformed_weight(start, stop), bias, conv.tile)
-    return F.conv2d(x, conv.weight[:, start:stop], bias, padding=conv.padding)

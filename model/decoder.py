@@ -6,7 +6,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import ResBlock, UpsampleBlock
-from model.winograd import conv_input_part
 
 
 @dataclass
@@ -16,6 +15,17 @@ class PreparedQuery:
     query_shortcut: torch.Tensor  # compress.downsample's share (+ bias)
     skip8: torch.Tensor         # up_16_8.skip_conv(f8)
     skip4: torch.Tensor         # up_8_4.skip_conv(f4)
+
+
+def conv_input_part(conv, x, start, stop=None, bias=None):
+    """``conv`` over its input channels start:stop only (stop None: to the last; x
+    holds exactly those channels), plus ``bias``: one term of a convolution split by
+    input channels. A convolution replaced for speed at inference
+    (inference_core/acceleration.py) computes its part with ``forward_input_part``."""
+    part = getattr(conv, "forward_input_part", None)
+    if part is not None:
+        return part(x, start, stop, bias)
+    return F.conv2d(x, conv.weight[:, start:stop], bias, padding=conv.padding)
 
 
 def _upsample_to(x, like):

@@ -1,8 +1,27 @@
 """Memory reading: L2 affinity between memory keys and a query key, plain or
-top-k softmax over memory positions, and the weighted sum of memory values."""
+top-k softmax over memory positions, the weighted sum of memory values, and the
+record of the three memories a query reads."""
 import math
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass
+class MemoryRecord:
+    """The three memories one read of K objects uses (training and inference).
+
+    Keys are (B, C, T, h, w), values (B, K, C, T, h, w):
+    ``long_term_*``: the memory frames read through the isogenous sampler;
+    ``first_*``: the frame where the objects were given (T = 1);
+    ``previous_*``: the previous memory frame, its value positional-encoded (T = 1).
+    """
+    long_term_key: torch.Tensor
+    long_term_value: torch.Tensor
+    first_key: torch.Tensor
+    first_value: torch.Tensor
+    previous_key: torch.Tensor
+    previous_value: torch.Tensor
 
 
 def l2_affinity(memory_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
@@ -35,25 +54,3 @@ def read_memory(weights: torch.Tensor, memory_value: torch.Tensor) -> torch.Tens
     mv = memory_value.reshape(batch, objects * channels, -1)
     out = mv @ weights.to(mv.dtype)
     return out.view(batch, objects, channels, height, width)
-
-
-def read_memory_top_k(weights: torch.Tensor, indices: torch.Tensor, memory_value: torch.Tensor) -> torch.Tensor:
-    """The top-k readout without the dense weight matrix: ``read_memory`` of
-    ``softmax_affinity(affinity, k)`` equals, for every query pixel j, the sum
-    over its k kept memory positions of weight x value.
-
-    weights, indices: (B, k, HW) from ``topk`` + softmax; memory_value: (B, K, C, T, H, W)
-    -> (B, K, C, H, W). Costs k gathers of (K C, HW) instead of a (K C, THW) x (THW, HW) product.
-    """
-    batch, objects, channels = memory_value.shape[:3]
-    height, width = memory_value.shape[-2:]
-    mv = memory_value.reshape(batch, objects * channels, -1)
-    weights = weights.to(mv.dtype)
-    out = []
-    for b in range(batch):
-        acc = None
-        for i in range(indices.shape[1]):
-            gathered = mv[b].index_select(1, indices[b, i])
-            acc = gathered * weights[b, i] if acc is None else acc.addcmul_(gathered, weights[b, i])
-        out.append(acc)
-    return torch.stack(out).view(batch, objects, channels, height, width)

@@ -5,33 +5,20 @@ Keys are shared by all objects: (B, 512, T, h, w). Values are per object:
 (B, K, 512, T, h, w). Frames passed to the encoders must have H and W divisible
 by 16 (``util.tensor_util.pad_divide_by`` pads them; ``forward`` pads itself the same way).
 """
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn as nn
 
 from model.aggregate import soft_aggregate_logits
 from model.backbones import KeyEncoder
 from model.decoder import Decoder
-from model.memory_readout import l2_affinity, read_memory, read_memory_top_k, softmax_affinity
+from model.memory_readout import MemoryRecord, l2_affinity, read_memory, softmax_affinity
 from model.positional import sinusoidal_encoding
 from model.value_encoder import FrameRelationValueEncoder
-from model.winograd import use_winograd
 from util.tensor_util import pad_divide_by, unpad
 
 KEY_CHANNELS = 512
 VALUE_CHANNELS = 512
 NUM_FREQUENCIES = 6
-
-
-@dataclass
-class QueryFeatures:
-    """Everything of a query frame that all objects share (``IMSFR.prepare_query``):
-    the key, the decoder's per-frame parts and the affinities already computed
-    for a memory key (keyed by the key tensor's id; valid for this frame only)."""
-    key: torch.Tensor
-    decoder: object
-    affinities: dict = field(default_factory=dict)
 
 
 class IMSFR(nn.Module):
@@ -72,8 +59,6 @@ class IMSFR(nn.Module):
     # ---- encoders -----------------------------------------------------------
     def encode_key(self, frame):
         """frame: (B, 3, H, W) -> key (B, 512, h, w) and f16, f8, f4 features."""
-        if self.key_comp.weight.is_contiguous(memory_format=torch.channels_last):
-            frame = frame.contiguous(memory_format=torch.channels_last)  # see to_channels_last
         f16, f8, f4 = self.key_encoder(frame)
         return self.key_comp(f16), f16, f8, f4
 
@@ -91,121 +76,79 @@ class IMSFR(nn.Module):
         encoded = self.conv_fusion(flat + self.conv_fusion1v(sinusoidal_encoding(flat, NUM_FREQUENCIES)))
         return encoded.view_as(value)
 
-    # ---- reading and decoding -------------------------------------------------
-    def gated_fusion(self, local, global_, adjacent, gate_conv):
-        """Fuse three readouts (N, 512, h, w) with a learned sigmoid gate."""
-        stacked = torch.cat([local, global_, adjacent], dim=1)
-        stacked = stacked + stacked.mean(dim=(2, 3), keepdim=True)
-        gate = torch.sigmoid(gate_conv(stacked))
-        combined = local + global_ + adjacent
-        return combined * gate + combined
-
-    def segment(self, query_key, f8, f4, memory, top_k=None, selector=None, second_object_gate=False):
-        """Segment a query frame from the three memories.
-
-        memory: dict with 'local_key' (B, 512, T, h, w), 'local_value' (B, K, 512, T, h, w),
-        'global_key'/'global_value' (first frame, T=1) and 'adjacent_key'/'adjacent_value'
-        (previous memory frame, positional value, T=1). ``top_k`` applies to the
-        long-term (local) readout only. ``selector`` (B, K) zeroes absent objects.
-        ``second_object_gate`` uses `mask2` for object 2 (training, as the reference).
-        Returns logits (B, K+1, H, W) of the aggregated distribution and the
-        object probabilities (B, K, H, W).
-        """
-        cache = {}
+    # ---- reading, fusing and decoding -------------------------------------------
+    def read(self, query_key, memory: MemoryRecord, top_k=None):
+        """The three readouts (long-term, first frame, previous frame), each (B, K, 512, h, w),
+        by dense softmax weights; ``top_k`` applies to the long-term readout only. (Inference
+        reads the same numbers through inference_core/memory_reader.py, which shares
+        affinities across reads and gathers the top-k values.)"""
+        affinities = {}  # within this call: the first training read uses one key for all three memories
 
         def weights(key, k):
             ident = (id(key), k)
-            if ident not in cache:
-                cache[ident] = softmax_affinity(l2_affinity(key, query_key), k)
-            return cache[ident]
+            if ident not in affinities:
+                affinities[ident] = softmax_affinity(l2_affinity(key, query_key), k)
+            return affinities[ident]
 
-        local = read_memory(weights(memory["local_key"], top_k), memory["local_value"])
-        global_ = read_memory(weights(memory["global_key"], None), memory["global_value"])
-        adjacent = read_memory(weights(memory["adjacent_key"], None), memory["adjacent_value"])
+        return (read_memory(weights(memory.long_term_key, top_k), memory.long_term_value),
+                read_memory(weights(memory.first_key, None), memory.first_value),
+                read_memory(weights(memory.previous_key, None), memory.previous_value))
 
-        batch, num_objects = local.shape[:2]
+    def fuse(self, long_term, first, previous, gate_conv=None):
+        """Fuse three readouts (N, 512, h, w) with a learned sigmoid gate (``gate_conv``,
+        default ``mask``: the gate the reference's evaluation uses for every object)."""
+        gate_conv = self.mask if gate_conv is None else gate_conv
+        stacked = torch.cat([long_term, first, previous], dim=1)
+        stacked = stacked + stacked.mean(dim=(2, 3), keepdim=True)
+        gate = torch.sigmoid(gate_conv(stacked))
+        combined = long_term + first + previous
+        return combined * gate + combined
+
+    def segment(self, query_key, f8, f4, memory: MemoryRecord, top_k=None, selector=None, second_object_gate=False):
+        """Segment a query frame from the three memories (the training pass; at inference
+        the same numbers as ``prepare_decoder`` + ``fuse`` + ``decode``, to float rounding).
+
+        ``top_k`` applies to the long-term readout only. ``selector`` (B, K) zeroes absent
+        objects. ``second_object_gate`` uses `mask2` for object 2 (training, as the reference).
+        Returns logits (B, K+1, H, W) of the aggregated distribution and the
+        object probabilities (B, K, H, W).
+        """
+        fused = self.fuse_objects(*self.read(query_key, memory, top_k), second_object_gate)
+        prob = self.decode_objects(fused, query_key, f8, f4)
+        if selector is not None:
+            prob = prob * selector[:, :, None, None]
+        return soft_aggregate_logits(prob), prob
+
+    def fuse_objects(self, long_term, first, previous, second_object_gate=False):
+        """``fuse`` object by object: readouts (B, K, 512, h, w) -> (B, K, 512, h, w)."""
         fused = []
-        for k in range(num_objects):
+        for k in range(long_term.shape[1]):
             gate_conv = self.mask2 if (second_object_gate and k == 1) else self.mask
-            fused.append(self.gated_fusion(local[:, k], global_[:, k], adjacent[:, k], gate_conv))
-        fused = torch.stack(fused, dim=1)  # B, K, 512, h, w
+            fused.append(self.fuse(long_term[:, k], first[:, k], previous[:, k], gate_conv))
+        return torch.stack(fused, dim=1)
+
+    def decode_objects(self, fused, query_key, f8, f4):
+        """The decoder on [fused readout, query key] of each object, the query's features
+        repeated per object: fused (B, K, 512, h, w) -> probabilities (B, K, H, W)."""
+        batch, num_objects = fused.shape[:2]
 
         def per_object(x):
             return x.unsqueeze(1).expand(-1, num_objects, -1, -1, -1).flatten(0, 1)
 
         decoder_in = torch.cat([fused.flatten(0, 1), per_object(query_key)], dim=1)
         logits = self.decoder(decoder_in, per_object(f8), per_object(f4))
-        prob = torch.sigmoid(logits.view(batch, num_objects, *logits.shape[-2:]).float())
-        if selector is not None:
-            prob = prob * selector[:, :, None, None]
-        return soft_aggregate_logits(prob), prob
+        return torch.sigmoid(logits.view(batch, num_objects, *logits.shape[-2:]).float())
 
-    # ---- inference: shared work once per frame ----------------------------------
-    # ``segment`` above is what training runs. Inference computes the same
-    # numbers (to float rounding; tests/test_inference_speed_paths.py) without
-    # per-object duplication: the query's decoder parts once per frame, each
-    # memory key's affinity once per frame, top-k readouts as a gather of k
-    # values instead of a product with a mostly-zero weight matrix, and the
-    # aggregation left to the caller (inference_core/baseline.py keeps the
-    # reference-shaped path as the measuring stick).
-    def prepare_query(self, query_key, f8, f4):
-        """The per-frame work every object shares: (1, ...) features of one frame."""
-        return QueryFeatures(query_key, self.decoder.prepare(query_key, f8, f4))
+    # Inference decodes every object of a frame with the query's share of the decoder
+    # computed once (conv([readout, query]) = conv_r(readout) + conv_q(query); model/decoder.py).
+    def prepare_decoder(self, query_key, f8, f4):
+        """The decoder's per-frame work, shared by all objects: (1, ...) features of one frame."""
+        return self.decoder.prepare(query_key, f8, f4)
 
-    def _weights(self, query, key, top_k):
-        """(softmax weights, top-k indices or None) of a memory key for this query,
-        computed once per key tensor and frame."""
-        ident = (id(key), top_k)
-        cached = query.affinities.get(ident)
-        if cached is None:  # the entry holds the key, so its id stays valid for this frame
-            affinity = l2_affinity(key.float(), query.key.float())
-            if top_k is not None and top_k < affinity.shape[1]:
-                values, indices = torch.topk(affinity, k=top_k, dim=1)
-                cached = (key, torch.softmax(values, dim=1), indices)
-            else:
-                cached = (key, torch.softmax(affinity, dim=1), None)
-            query.affinities[ident] = cached
-        return cached[1:]
-
-    def _read(self, query, key, value, top_k):
-        weights, indices = self._weights(query, key, top_k)
-        if indices is None:
-            return read_memory(weights, value.float())
-        return read_memory_top_k(weights, indices, value.float())
-
-    def read_and_fuse(self, query, memory, top_k=None):
-        """The three readouts and their gated fusion for the memory's K objects:
-        (B, K, 512, h, w). Affinities are computed in float32 (also under autocast)."""
-        with torch.autocast(query.key.device.type, enabled=False):
-            local = self._read(query, memory["local_key"], memory["local_value"], top_k)
-            global_ = self._read(query, memory["global_key"], memory["global_value"], None)
-            adjacent = self._read(query, memory["adjacent_key"], memory["adjacent_value"], None)
-        batch, num_objects = local.shape[:2]
-        fused = self.gated_fusion(local.flatten(0, 1), global_.flatten(0, 1), adjacent.flatten(0, 1), self.mask)
-        return fused.view(batch, num_objects, *fused.shape[1:])
-
-    # Objects decoded per batch (None: all at once). CPU convolutions of a batch of
-    # N are not always faster than N batches of one (scripts/benchmark_inference.py).
-    decode_chunk = None
-
-    def decode(self, query, fused):
-        """fused: (1, K, 512, h, w) readouts of one frame's K objects -> (1, K, H, W) probabilities."""
-        num_objects = fused.shape[1]
-        chunk = self.decode_chunk or num_objects
-        logits = torch.cat([self.decoder.decode(part, query.decoder) for part in fused[0].split(chunk)])
-        return torch.sigmoid(logits.float()).view(1, num_objects, *logits.shape[-2:])
-
-    def use_winograd(self, enabled=True, **options):
-        """CPU float32 inference: the 3x3 convolutions with 256+ channels by Winograd
-        F(4x4, 3x3) (model/winograd.py; same state dict, training unchanged).
-        Numbers equal to float rounding (tests/test_winograd.py). Returns self."""
-        use_winograd(self, enabled, **options)
-        return self
-
-    def to_channels_last(self):
-        """Convolution weights in channels-last layout (CPU oneDNN and CUDA tensor cores
-        prefer it); ``encode_key`` then converts its input frame. Same numbers to rounding."""
-        return self.to(memory_format=torch.channels_last)
+    def decode(self, prepared, fused):
+        """fused: (K, 512, h, w) fused readouts of one frame's K objects -> (K, H, W) probabilities."""
+        logits = self.decoder.decode(fused, prepared)
+        return torch.sigmoid(logits.float())[:, 0]
 
     # ---- training -----------------------------------------------------------
     def forward(self, frames, first_masks, selector=None):
@@ -229,18 +172,19 @@ class IMSFR(nn.Module):
 
         value0, pos_value0 = self.encode_value(frames[:, 0], f16[:, 0], first_masks, frames[:, 1])
         key0 = key[:, 0].unsqueeze(2)
-        memory = dict(local_key=key0, local_value=value0.unsqueeze(3),
-                      global_key=key0, global_value=value0.unsqueeze(3),
-                      adjacent_key=key0, adjacent_value=pos_value0.unsqueeze(3))
+        memory = MemoryRecord(long_term_key=key0, long_term_value=value0.unsqueeze(3),
+                              first_key=key0, first_value=value0.unsqueeze(3),
+                              previous_key=key0, previous_value=pos_value0.unsqueeze(3))
         logits1, _ = self.segment(key[:, 1], f8[:, 1], f4[:, 1], memory, selector=selector,
                                   second_object_gate=second_gate)
         masks1 = torch.softmax(logits1, dim=1)[:, 1:]
 
         value1, pos_value1 = self.encode_value(frames[:, 1], f16[:, 1], masks1.to(frames.dtype), frames[:, 2])
         key1 = key[:, 1].unsqueeze(2)
-        memory = dict(local_key=key[:, :2].transpose(1, 2), local_value=torch.stack([value0, value1], dim=3),
-                      global_key=key0, global_value=value0.unsqueeze(3),
-                      adjacent_key=key1, adjacent_value=pos_value1.unsqueeze(3))
+        memory = MemoryRecord(long_term_key=key[:, :2].transpose(1, 2),
+                              long_term_value=torch.stack([value0, value1], dim=3),
+                              first_key=key0, first_value=value0.unsqueeze(3),
+                              previous_key=key1, previous_value=pos_value1.unsqueeze(3))
         logits2, _ = self.segment(key[:, 2], f8[:, 2], f4[:, 2], memory, selector=selector,
                                   second_object_gate=second_gate)
         masks2 = torch.softmax(logits2, dim=1)[:, 1:]

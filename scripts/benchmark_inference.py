@@ -1,9 +1,9 @@
 """Inference speed: the optimised core against the baseline core, in one run.
 
-The baseline is the core as it was before the speed work (inference_core/baseline.py:
-per-read ``segment`` with per-object decoder, dense top-k readout); the optimised
-path is ``InferenceCore`` with the eval scripts' network settings (channels-last,
-and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels).
+The baseline is the core as it was before the speed work (scripts/baseline_core.py:
+per-read ``IMSFR.segment`` with per-object decoder, dense top-k readout); the optimised
+path is ``InferenceCore`` with the eval scripts' speed layer (inference_core/acceleration.py:
+channels-last, and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels).
 Both use the same random-init network (or --model) on the same synthetic video,
 runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:
@@ -38,13 +38,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from inference_core.baseline import (BaselineCore, baseline_decode, baseline_fusion,  # noqa: E402
-                                     baseline_readouts)
-from inference_core.core import InferenceConfig, InferenceCore  # noqa: E402
+from inference_core.acceleration import accelerate  # noqa: E402
+from inference_core.core import InferenceCore  # noqa: E402
+from inference_core.memory_reader import FrameReader  # noqa: E402
 from model.aggregate import soft_aggregate  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
-from util.config import EVAL_DEFAULTS  # noqa: E402
+from scripts.baseline_core import baseline_core  # noqa: E402
+from util.config import PRESETS  # noqa: E402
 from util.device import amp_dtype, inference_amp_available, pick_device, synchronize  # noqa: E402
 from util.tensor_util import pad_divide_by  # noqa: E402
 
@@ -83,16 +84,12 @@ def memory_read(core):
     """(long-term frames read per object, MiB read by the three readouts) for the last frame."""
     frames_per_object, nbytes = [], 0
     for bank in core.banks:
-        if bank.num_frames == 0 or bank.global_key is None:
-            continue
-        key = bank.global_key
-        key_bytes = key[:, :, 0].nelement() * key.element_size()
-        value_bytes = bank.global_value[:, :1, :, 0].nelement() * bank.global_value.element_size()
         reads = [bank.last_read[o] for o in bank.objects if o in bank.last_read]
-        frames_per_object += [len(r) for r in reads]
-        if not reads:
+        if bank.num_frames == 0 or not reads:
             continue
-        num_reads = len(reads) if core.per_object_draws else 1
+        key_bytes, value_bytes = bank.frame_bytes()
+        frames_per_object += [len(r) for r in reads]
+        num_reads = len(reads) if core.procedure.per_object_draws else 1
         objects_per_read = len(bank.objects) / num_reads
         for r in reads[:num_reads]:
             # long-term + first-frame + previous-frame memories: keys once per read, values per object
@@ -101,78 +98,55 @@ def memory_read(core):
     return mean, nbytes / 2**20
 
 
-def run_video(core, frames, mask, ids, given_at=0, outputs=None, skipping=False, extra=None):
-    """Seconds in ``core.step`` over the video; memory read per processed frame; frames processed."""
-    core.start_video()
-    synchronize(core.device)
+def run_video(core, frames, given, outputs=None):
+    """Seconds in ``core.step`` over the video (``InferenceCore.run``: frames that are neither
+    outputs nor memorised are skipped), memory read per processed frame, frames processed."""
     seconds, reads = 0.0, []
-    for t, frame in enumerate(frames):
-        new = [i for i, at in zip(ids, given_at) if at == t] if isinstance(given_at, list) else \
-            (list(ids) if t == given_at else [])
-        last = t + 1 == len(frames)
-        if skipping and not core.will_process(output=outputs is None or t in outputs, new_objects=bool(new), last=last):
-            core.skip()
-            continue
-        following = None if last else frames[t + 1]
-        start = time.perf_counter()
-        core.step(frame, following, mask=mask if new else None, new_objects=new)
-        synchronize(core.device)
-        seconds += time.perf_counter() - start
-        if core.banks and not new:
+    for result in core.run(frames, given, outputs):
+        seconds += result.seconds
+        if core.banks and result.index not in given:
             reads.append(memory_read(core))
     return seconds, reads, core.processed
 
 
-def timed(fn, device):
-    synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return time.perf_counter() - start, out
-
-
-def components(base_core, fast_core, frames, mask, ids, repeats, device):
+def components(base_core, fast_core, frames, given, repeats, device):
     """Per-call seconds of each part, both paths, on the last frame of the video
     with the memory the video ends with (median of ``repeats`` interleaved calls)."""
-    run_video(base_core, frames[:-1], mask, ids)
-    run_video(fast_core, frames[:-1], mask, ids)
+    run_video(base_core, frames[:-1], given)
+    run_video(fast_core, frames[:-1], given)
     frame, _ = pad_divide_by(frames[-1].unsqueeze(0))
-    next_frame = frame
-    base_net, fast_net = base_core.network, fast_core.network
+    num_objects = len(given[0][1])
     top_k = base_core.config.top_k
     times = {}
 
-    def add(path, name, seconds):
-        times.setdefault((path, name), []).append(seconds)
+    def add(path, name, fn):
+        synchronize(device)
+        start = time.perf_counter()
+        out = fn()
+        synchronize(device)
+        times.setdefault((path, name), []).append(time.perf_counter() - start)
+        return out
 
     with torch.inference_mode():
         for _ in range(repeats):
-            for path, core, net in (("baseline", base_core, base_net), ("optimised", fast_core, fast_net)):
-                with core._autocast():
-                    dt, (key, f16, f8, f4) = timed(lambda: net.encode_key(frame), device)
-                    add(path, "key encoder", dt)
-                    probs = torch.full((1, len(ids), *frame.shape[-2:]), 1.0 / (len(ids) + 1), device=device)
-                    dt, _ = timed(lambda: net.encode_value(frame, f16, probs, next_frame), device)
-                    add(path, "value encoder", dt)
-                    bank = core.banks[0]
+            for path, core in (("baseline", base_core), ("optimised", fast_core)):
+                net = core.network
+                with core.autocast():
+                    key, f16, f8, f4 = add(path, "key encoder", lambda: core.backend.encode_key(frame))
+                    probs = torch.full((1, num_objects, *frame.shape[-2:]), 1.0 / (num_objects + 1), device=device)
+                    add(path, "value encoder", lambda: net.encode_value(frame, f16, probs, frame))
                     # The same draw for both paths: read with no sampler (all memory frames).
-                    memory = bank.reads(None, False)[0][1]
+                    read = core.banks[0].reads(None, False)[0]
                     if path == "baseline":
-                        dt, readouts = timed(lambda: baseline_readouts(key, memory, top_k), device)
-                        add(path, "segment: readouts", dt)
-                        dt, fused = timed(lambda: baseline_fusion(net, *readouts), device)
-                        add(path, "segment: gate fusion", dt)
-                        dt, prob = timed(lambda: baseline_decode(net, key, f8, f4, fused), device)
-                        add(path, "segment: decoder", dt)
+                        readouts = add(path, "segment: readouts", lambda: net.read(key, read.memory, top_k))
+                        fused = add(path, "segment: gate fusion", lambda: net.fuse_objects(*readouts))
+                        prob = add(path, "segment: decoder", lambda: net.decode_objects(fused, key, f8, f4))
                     else:
-                        dt, query = timed(lambda: net.prepare_query(key, f8, f4), device)
-                        add(path, "segment: shared query parts", dt)
-                        dt, fused = timed(lambda: net.read_and_fuse(query, memory, top_k), device)
-                        add(path, "segment: readouts + gate fusion", dt)
-                        dt, prob = timed(lambda: net.decode(query, fused), device)
-                        add(path, "segment: decoder", dt)
-                    dt, _ = timed(lambda: soft_aggregate(prob), device)
-                    add(path, "aggregation", dt)
+                        prepared = add(path, "segment: shared query parts", lambda: net.prepare_decoder(key, f8, f4))
+                        fused = add(path, "segment: readouts + gate fusion", lambda: net.fuse(
+                            *(r.flatten(0, 1) for r in FrameReader(key).readouts(read, top_k))))
+                        prob = add(path, "segment: decoder", lambda: net.decode(prepared, fused)[None])
+                    add(path, "aggregation", lambda: soft_aggregate(prob))
     table = {}
     for (path, name), values in times.items():
         table.setdefault(path, {})[name] = statistics.median(values)
@@ -246,17 +220,13 @@ def main(argv=None):
                         help="object counts whose baseline is timed too ('all' or a list; default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per path (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
-    parser.add_argument("--benchmark", default="davis2017", choices=sorted(EVAL_DEFAULTS),
+    parser.add_argument("--benchmark", default="davis2017", choices=sorted(PRESETS),
                         help="memory/sampler settings of the timed videos (default: %(default)s)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="optimised path with channels-last convolution weights (default: %(default)s)")
     parser.add_argument("--winograd", choices=("on", "off"), default="on",
                         help="optimised path: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels "
                              "(CPU float32 only; the eval scripts' CPU default; default: %(default)s)")
-    parser.add_argument("--decode_chunk", type=int, default=None,
-                        help="optimised path: objects decoded per batch (default: all)")
-    parser.add_argument("--compile", action="store_true",
-                        help="optimised path: torch.compile the decoder (slow to start; not the default)")
     parser.add_argument("--youtube_frames", type=int, default=16,
                         help="frames of the YouTube-style sparse-output video (0: skip it; default: %(default)s)")
     parser.add_argument("--no_components", action="store_true", help="skip the per-component table")
@@ -280,28 +250,22 @@ def main(argv=None):
     except (CheckpointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    fast_net = copy.deepcopy(base_net)
-    if args.channels_last == "on":
-        fast_net.to_channels_last()
-    if args.winograd == "on":
-        fast_net.use_winograd()  # no effect on CUDA or under autocast
-    fast_net.decode_chunk = args.decode_chunk
-    if args.compile:
-        fast_net.decoder.decode = torch.compile(fast_net.decoder.decode)
+    # The eval scripts' speed layer (Winograd: CPU float32 only, not under autocast).
+    fast_net = accelerate(copy.deepcopy(base_net), device, channels_last=args.channels_last == "on",
+                          winograd=args.winograd == "on")
     amp = args.amp and inference_amp_available(device)
     if args.amp and not amp:
         print(f"note: no mixed precision on {device.type}; AMP rows skipped")
-    settings = EVAL_DEFAULTS[args.benchmark]
+    preset = PRESETS[args.benchmark]
 
     def cores(use_amp):
-        config = InferenceConfig(**settings, amp=use_amp)
-        return BaselineCore(base_net, config, device), InferenceCore(fast_net, config, device)
+        config = preset.replace(amp=use_amp)
+        return baseline_core(base_net, config, device), InferenceCore(fast_net, config, device)
 
     result = dict(device=str(device), cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(),
                   size=[args.height, args.width], frames=args.frames, backbone=args.model or args.backbone,
                   benchmark=args.benchmark, repeats=args.repeats, channels_last=args.channels_last,
                   winograd=args.winograd,
-                  decode_chunk=args.decode_chunk, compile=args.compile,
                   amp_dtype=str(amp_dtype(device)).replace("torch.", "") if amp else None,
                   load_start=load(), per_frame=[], components=None, youtube=None)
     print(f"device {device} ({result['cpu'] if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
@@ -313,20 +277,20 @@ def main(argv=None):
     variants = [("fp32", False)] + ([(result["amp_dtype"], True)] if amp else [])
     for num_objects in object_counts:
         frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
-        ids = list(range(1, num_objects + 1))
+        given = {0: (mask, list(range(1, num_objects + 1)))}
         for precision, use_amp in variants:
             base_core, fast_core = cores(use_amp)
             paths = [("optimised", fast_core)]
             if num_objects in baseline_counts:
                 paths.insert(0, ("baseline", base_core))
-            run_video(fast_core, frames[:2], mask, ids)  # warm-up: primitive selection, allocator
+            run_video(fast_core, frames[:2], given)  # warm-up: primitive selection, allocator
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             seconds = {name: [] for name, _ in paths}
             reads = {}
             for _ in range(args.repeats):
                 for name, core in paths:
-                    s, r, processed = run_video(core, frames, mask, ids)
+                    s, r, processed = run_video(core, frames, given)
                     seconds[name].append(s / processed)
                     reads[name] = r
             row = dict(objects=num_objects, precision=precision)
@@ -351,7 +315,7 @@ def main(argv=None):
         frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
         base_core, fast_core = cores(False)
         result["components"] = dict(objects=num_objects, **components(
-            base_core, fast_core, frames, mask, list(range(1, num_objects + 1)), args.repeats, device))
+            base_core, fast_core, frames, {0: (mask, list(range(1, num_objects + 1)))}, args.repeats, device))
 
     # ---- YouTube-style sparse outputs ----------------------------------------------------------
     if args.youtube_frames:
@@ -360,12 +324,10 @@ def main(argv=None):
         _, mask = synthetic_video(1, args.height, args.width, 2, device)
         appear = min(10, n - 2)  # object 2 first annotated on frame 10 (a scored frame)
         outputs = set(range(0, n, 5)) | {n - 1}
-        config = InferenceConfig(**EVAL_DEFAULTS["youtube"])
-        core = InferenceCore(fast_net, config, device)
+        core = InferenceCore(fast_net, PRESETS["youtube"], device)
         yt = dict(frames=n, scored=sorted(outputs), object_2_appears=appear)
-        for name, skipping in (("all frames", False), ("skipping", True)):
-            s, _, processed = run_video(core, frames, mask, [1, 2], given_at=[0, appear],
-                                        outputs=outputs, skipping=skipping)
+        for name, wanted in (("all frames", None), ("skipping", outputs)):
+            s, _, processed = run_video(core, frames, {0: (mask, [1]), appear: (mask, [2])}, wanted)
             yt[name] = dict(processed=processed, seconds=s, per_video_frame=s / n, per_processed_frame=s / processed)
         result["youtube"] = yt
 

@@ -26,17 +26,16 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from inference_core.core import InferenceConfig, InferenceCore  # noqa: E402
+from inference_core.core import InferenceCore  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
-from util.config import EVAL_DEFAULTS  # noqa: E402
-from util.device import amp_available, pick_device, synchronize  # noqa: E402
+from util.config import PRESETS  # noqa: E402
+from util.device import amp_available, pick_device  # noqa: E402
 
 MIB = 2 ** 20
 _CHILD_PREFIX = "@@result "
@@ -77,6 +76,19 @@ class SyntheticVideo:
         noise = torch.randn(3, self.height, self.width, generator=torch.Generator().manual_seed(self.seed + t))
         return image + 0.1 * noise
 
+    def frames(self, count, device):
+        """The first ``count`` frames as a lazy sequence on ``device`` (``InferenceCore.run``)."""
+        video = self
+
+        class Frames:
+            def __len__(self):
+                return count
+
+            def __getitem__(self, t):
+                return video.frame(t).to(device)
+
+        return Frames()
+
     def mask(self, t):
         labels = torch.zeros(self.height, self.width, dtype=torch.long)
         for k, disc in enumerate(self._discs(t)):
@@ -99,10 +111,6 @@ def peak_bytes(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def store_bytes(core):
-    return sum(bank.keys.nbytes + bank.values.nbytes for bank in core.banks)
-
-
 def run_one(args, budget):
     """One run in this process; returns the reports."""
     if args.threads:
@@ -113,32 +121,23 @@ def run_one(args, budget):
     else:
         torch.manual_seed(0)
         network = IMSFR(pretrained=False, key_backbone=args.backbone).to(device).eval()
-    settings = dict(EVAL_DEFAULTS[args.benchmark])
-    settings.update(memory_budget=budget, amp=args.amp, offload_memory=args.offload_memory, seed=args.seed)
-    if args.mem_every:
-        settings["mem_every"] = args.mem_every
-    core = InferenceCore(network, InferenceConfig(**settings), device)
+    config = PRESETS[args.benchmark].replace(memory_budget=budget, amp=args.amp, offload_memory=args.offload_memory,
+                                             seed=args.seed, mem_every=args.mem_every or PRESETS[args.benchmark].mem_every)
+    core = InferenceCore(network, config, device)
     video = SyntheticVideo(args.height, args.width, args.objects, seed=args.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    core.start_video()
     reports, window, window_frames = [], 0.0, 0
-    following = video.frame(0).to(device)
-    for t in range(args.frames):
-        current = following
-        last = t + 1 == args.frames
-        following = None if last else video.frame(t + 1).to(device)
-        mask = video.mask(0).to(device) if t == 0 else None
-        synchronize(device)
-        start = time.perf_counter()
-        core.step(current, following, mask=mask, new_objects=tuple(range(1, args.objects + 1)) if t == 0 else ())
-        synchronize(device)
-        window += time.perf_counter() - start
+    given = {0: (video.mask(0).to(device), list(range(1, args.objects + 1)))}
+    for result in core.run(video.frames(args.frames, device), given):
+        t = result.index
+        window += result.seconds
         window_frames += 1
-        if (t + 1) % args.report_every == 0 or last:
+        if (t + 1) % args.report_every == 0 or t + 1 == args.frames:
+            state = core.memory_state(1)
             report = dict(frames=t + 1, ms_per_frame=1000 * window / window_frames, peak_bytes=peak_bytes(device),
-                          rss_bytes=rss_bytes(), store_bytes=store_bytes(core),
-                          memory_frames=core.banks[0].num_frames, memorised=core.banks[0].memorised)
+                          rss_bytes=rss_bytes(), store_bytes=sum(bank.store_bytes for bank in core.banks),
+                          memory_frames=len(state.frames), memorised=state.memorised)
             reports.append(report)
             print(f"  {'budget ' + str(budget) if budget else 'no budget'}: {report['frames']:>6} frames  "
                   f"{report['ms_per_frame']:8.1f} ms/frame  peak {report['peak_bytes'] / MIB:8.1f} MiB  "
@@ -165,10 +164,10 @@ def main(argv=None):
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=224)
     parser.add_argument("--objects", type=int, default=2, choices=[1, 2])
-    parser.add_argument("--memory_budget", type=int, default=EVAL_DEFAULTS["generic"]["memory_budget"],
+    parser.add_argument("--memory_budget", type=int, default=PRESETS["generic"].memory_budget,
                         help="budget of the bounded run (default: eval_generic.py's, %(default)s)")
     parser.add_argument("--no_unbounded", action="store_true", help="skip the run without a budget")
-    parser.add_argument("--benchmark", default="davis2017", choices=sorted(EVAL_DEFAULTS),
+    parser.add_argument("--benchmark", default="davis2017", choices=sorted(PRESETS),
                         help="memory/sampler preset (default: %(default)s)")
     parser.add_argument("--mem_every", type=int, default=None, help="override the preset's mem_every")
     parser.add_argument("--report_every", type=int, default=1000)
@@ -260,7 +259,7 @@ def main(argv=None):
                                              *(argv if argv is not None else sys.argv[1:])]),
                            frames=args.frames, height=args.height, width=args.width, objects=args.objects,
                            benchmark=args.benchmark, mem_every=args.mem_every
-                           or EVAL_DEFAULTS[args.benchmark]["mem_every"], backbone=args.backbone,
+                           or PRESETS[args.benchmark].mem_every, backbone=args.backbone,
                            model=args.model, parallel=args.parallel, peak=peak_name, machine=machine,
                            runs=results), f, indent=1)
         print(f"wrote {args.json}")

@@ -15,7 +15,7 @@ import eval_davis_2016
 import eval_generic
 import eval_youtube
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
-from inference_core.output_guard import MANIFEST
+from util.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams
 from tests.helpers_files import read_tree
 from util.palette import save_palette_png

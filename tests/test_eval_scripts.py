@@ -17,7 +17,7 @@ import eval_generic
 import eval_youtube
 from dataset.eval_datasets import DavisSet, SequenceError, YouTubeSet, load_objects
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
-from inference_core.output_guard import MANIFEST
+from util.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams
 from util.overlay import blend, write_overlay
 from util.palette import DAVIS_PALETTE, load_annotation, save_palette_png

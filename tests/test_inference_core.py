@@ -37,8 +37,8 @@ def test_memory_holds_exactly_the_rule_frames(network, mem_every, num_frames, ex
     core = InferenceCore(network, InferenceConfig(mem_every=mem_every, sample_threshold=100), "cpu")
     frames, mask = video(num_frames)
     run(core, frames, {0: (mask, [1, 2])})
-    assert core.banks[0].frame_indices == expected
-    assert core.banks[0].temporary is None
+    assert core.memory_frames(1) == expected
+    assert core.memory_state(1).temporary is None
 
 
 def test_include_last_keeps_the_last_frame_as_temporary(network):
@@ -49,11 +49,10 @@ def test_include_last_keeps_the_last_frame_as_temporary(network):
     for t, frame in enumerate(frames):
         core.step(frame, frames[t + 1] if t + 1 < 6 else None,
                   mask=mask if t == 0 else None, new_objects=[1, 2] if t == 0 else ())
-        bank = core.banks[0]
-        reads.append(bank.last_read.get(1))
-        temporary = bank.temporary[0] if bank.temporary is not None else None
-        assert temporary == (t if t % 3 and t < 5 else (4 if t == 5 else None))
-    assert core.banks[0].frame_indices == [0, 3]
+        state = core.memory_state(1)
+        reads.append(state.last_read)
+        assert state.temporary == (t if t % 3 and t < 5 else (4 if t == 5 else None))
+    assert core.memory_frames(1) == [0, 3]
     # frame t reads the memory plus the temporary frame t-1 when t-1 was not memorised
     assert reads[1:] == [[0], [0, 1], [0, 2], [0, 3], [0, 3, 4]]
 
@@ -64,13 +63,13 @@ def test_sampling_reads_anchors_and_a_fraction(network):
     frames, mask = video(8)
     core.start_video()
     for t, frame in enumerate(frames):
-        before = list(core.banks[0].frame_indices) if core.banks else []
+        before = core.memory_frames(1) if core.banks else []
         core.step(frame, frames[t + 1] if t + 1 < 8 else None,
                   mask=mask if t == 0 else None, new_objects=[1, 2] if t == 0 else ())
         if t == 0:
             continue               # frame 0 gives the objects: no readout
-        read = core.banks[0].last_read[1]
-        assert core.banks[0].last_read[2] == read  # davis procedure: one draw for all objects
+        read = core.memory_state(1).last_read
+        assert core.memory_state(2).last_read == read  # davis procedure: one draw for all objects
         if len(before) <= 3:       # at or below the threshold: everything
             assert read == before
         else:                      # the anchors, then a sorted sample of all but the last
@@ -95,8 +94,8 @@ def test_objects_appearing_mid_video(network):
     labels = run(core, frames, {0: (mask, [1, 2]), 4: (late, [3])})
     assert all((l <= 2).all() for l in labels[:4])
     assert (labels[4][late == 3] == 3).all()
-    assert len(core.banks) == 2 and core.banks[1].frame_indices == [4]
-    assert core.banks[0].frame_indices == [0, 2, 4]
+    assert len(core.banks) == 2 and core.memory_frames(3) == [4]
+    assert core.memory_frames(1) == [0, 2, 4]
 
 
 def test_frames_before_any_object_are_background(network):

@@ -14,12 +14,13 @@ import torch
 
 import eval_youtube
 from dataset.synthetic import make_youtube_dataset
-from inference_core.core import InferenceConfig, InferenceCore
+from inference_core.backend import TorchBackend
+from inference_core.core import InferenceCore
 from model.aggregate import soft_aggregate
-from model.sampler import IsogenousSampler
 from tests.helpers_capture import progress_to_current_streams
 from tests.helpers_core import run_core
-from util.config import EVAL_DEFAULTS
+from inference_core.sampler import IsogenousSampler
+from util.config import PRESETS as CONFIGS
 from util.palette import load_annotation
 
 # NOTES table: top_k, mem_every, sampling when T > threshold, frames drawn (integer
@@ -37,16 +38,15 @@ READ_COUNTS = {"davis2017": {11: 11, 20: 17}, "davis2016": {9: 2, 20: 4}, "youtu
 
 
 def preset_sampler(name, seed):
-    d = EVAL_DEFAULTS[name]
-    return IsogenousSampler(d["sample_threshold"], d["sample_fraction"], d["anchors"], seed)
+    return IsogenousSampler.from_config(CONFIGS[name].replace(seed=seed))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_constants_are_the_references(name):
-    d, expected = EVAL_DEFAULTS[name], PRESETS[name]
-    assert (d["top_k"], d["mem_every"], d["sample_threshold"]) == \
+    d, expected = CONFIGS[name], PRESETS[name]
+    assert (d.top_k, d.mem_every, d.sample_threshold) == \
         (expected["top_k"], expected["mem_every"], expected["threshold"])
-    assert d["procedure"] == ("youtube" if name == "youtube" else "davis")
+    assert d.procedure == ("youtube" if name == "youtube" else "davis")
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -96,9 +96,7 @@ def box(height, width, top, left, size, value):
 
 
 def youtube_core(network, **overrides):
-    settings = dict(EVAL_DEFAULTS["youtube"], sample_threshold=100)
-    settings.update(overrides)
-    return InferenceCore(network, InferenceConfig(**settings), "cpu")
+    return InferenceCore(network, CONFIGS["youtube"].replace(**{"sample_threshold": 100, **overrides}), "cpu")
 
 
 def test_youtube_schedule_restarts_where_an_object_appears(network):
@@ -110,26 +108,33 @@ def test_youtube_schedule_restarts_where_an_object_appears(network):
 
 
 def test_davis_schedule_is_absolute(network):
-    core = InferenceCore(network, InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], sample_threshold=100)), "cpu")
+    core = InferenceCore(network, CONFIGS["davis2017"].replace(sample_threshold=100), "cpu")
     run_core(core, video(14), {0: (box(32, 48, 2, 2, 10, 1), [1])})
     assert core.memory_frames(1) == [0, 6, 12]
 
 
-def test_youtube_double_aggregation_where_an_object_appears(network, monkeypatch):
-    core = youtube_core(network)
+class RecordingBackend(TorchBackend):
+    """The PyTorch backend, keeping the network's object probabilities of every frame
+    (a backend is the core's public seam: inference_core/backend.py)."""
+
+    def __init__(self, network):
+        super().__init__(network)
+        self.segmented = []
+
+    def segment(self, *args):
+        self.segmented.append(super().segment(*args))
+        return self.segmented[-1]
+
+
+def test_youtube_double_aggregation_where_an_object_appears(network):
+    backend = RecordingBackend(network)
+    core = InferenceCore(backend, youtube_core(network).config, "cpu")
     frames = video(10)
     first = box(32, 48, 2, 2, 12, 1)
     first[20:30, 2:14] = 2
     late = box(32, 48, 16, 26, 12, 3)
-    raw = {}
-    predict = core._predict
-
-    def recording(*args):
-        raw[core.frame_index] = predict(*args)
-        return raw[core.frame_index]
-
-    monkeypatch.setattr(core, "_predict", recording)
     probs = run_core(core, frames, {0: (first, [1, 2]), 7: (late, [3])})
+    raw = {t: backend.segmented[t - 1] for t in range(1, 10)}  # frame 0 gives the objects: nothing segmented
     new = (late == 3).float()
     known = soft_aggregate(raw[7][None])[0, 1:] * (1 - new)
     expected = soft_aggregate(torch.cat([known, new[None]])[None])[0]
@@ -176,7 +181,7 @@ def test_youtube_draws_one_per_object_in_id_order(network):
     reference = random.Random(3)
     for T in range(4, 9):  # memory sizes seen by frames 4..8
         draws = [[0] + sorted(reference.sample(range(T - 1), int(T * 0.5))) for _ in (1, 2)]
-    assert [core.banks[0].last_read[o] for o in (1, 2)] == draws
+    assert [core.memory_state(o).last_read for o in (1, 2)] == draws
 
 
 # ----------------------------------------------------------------------------- the YouTube-VOS script

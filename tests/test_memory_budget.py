@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-from inference_core import video_runner
-from inference_core.core import InferenceConfig, InferenceCore
-from inference_core.memory_bank import (FrameStore, MemoryBank, ReservoirIndex, anchor_span,
-                                        minimum_budget)
-from model.sampler import IsogenousSampler
-from util.config import EVAL_DEFAULTS
+from inference_core import cli
+from inference_core.core import InferenceCore
+from inference_core.frame_store import FrameStore, ReservoirIndex
+from inference_core.memory_bank import MemoryBank
+from inference_core.sampler import IsogenousSampler
+from util.config import PRESETS, InferenceConfig, anchor_span, minimum_budget
 
 TRIALS = 10_000
 
@@ -53,7 +53,7 @@ def uniform_violations(rates, head, tail, budget, tolerance):
 
 def test_every_older_frame_is_kept_with_the_same_probability():
     # DAVIS 2017 anchors (1, -5..-2): frames 0-1 and the 5 newest kept; 13 reservoir slots.
-    head, tail = anchor_span(EVAL_DEFAULTS["davis2017"]["anchors"])
+    head, tail = anchor_span(PRESETS["davis2017"].anchors)
     assert (head, tail) == (2, 5)
     budget, frames = 20, 60
     rates = keep_rates(lambda rng: ReservoirIndex(budget, head, tail, rng), frames)
@@ -71,7 +71,7 @@ def test_every_older_frame_is_kept_with_the_same_probability():
 @pytest.mark.parametrize("name", ["davis2017", "davis2016", "youtube"])
 @pytest.mark.parametrize("budget_extra", [1, 4, 30])
 def test_anchors_are_never_evicted_and_read_as_without_budget(name, budget_extra):
-    anchors = EVAL_DEFAULTS[name]["anchors"]
+    anchors = PRESETS[name].anchors
     head, tail = anchor_span(anchors)
     budget = minimum_budget(anchors) - 1 + budget_extra
     index = ReservoirIndex(budget, head, tail, random.Random(budget_extra))
@@ -119,12 +119,14 @@ def test_bounded_store_is_allocated_once_and_overwritten_in_place():
         pointers.add((bank.keys.buffer.data_ptr(), bank.values.buffer.data_ptr()))
         assert bank.keys.buffer.shape[2] == 6 and bank.values.buffer.shape[3] == 6
         assert bank.memorised == t + 1 and bank.num_frames == min(t + 1, 6)
-        for objects, memory in bank.reads(sampler, per_object=True):
-            read = bank.last_read[bank.objects[objects][0]]
+        for memory_read in bank.reads(sampler, per_object=True):
+            read = bank.last_read[memory_read.objects[0]]
+            assert list(memory_read.frames) == read
             # each read frame's key and value are that frame's
-            assert memory["local_key"][0, 0, :, 0, 0].tolist() == [float(f) for f in read]
-            assert memory["local_value"].shape[1] == len(bank.objects[objects])
-            assert memory["local_value"][0, 0, 0, :, 0, 0].tolist() == [float(f) for f in read]
+            memory = memory_read.memory
+            assert memory.long_term_key[0, 0, :, 0, 0].tolist() == [float(f) for f in read]
+            assert memory.long_term_value.shape[1] == len(memory_read.objects)
+            assert memory.long_term_value[0, 0, 0, :, 0, 0].tolist() == [float(f) for f in read]
             assert set(read) <= set(bank.frame_indices)
     assert len(pointers) == 1  # never reallocated
     assert bank.frame_indices[0] == 0 and bank.frame_indices[-2:] == [98, 99]
@@ -204,7 +206,7 @@ def run(core, frames, mask, every=None, check=None):
 
 def test_400_frames_with_a_budget_hold_nothing_that_grows(network):
     budget = 12
-    config = InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], mem_every=1, memory_budget=budget))
+    config = PRESETS["davis2017"].replace(mem_every=1, memory_budget=budget)
     core = InferenceCore(network, config, "cpu")
     frames = clip(400, 16, 16)  # tiny frames: the store's bookkeeping is what is tested
     snapshots = {}
@@ -227,29 +229,29 @@ def test_400_frames_with_a_budget_hold_nothing_that_grows(network):
     assert any(".keys.buffer" in path for path in snapshots[398])  # the store is inspected
 
     # The same inspection sees an unbounded memory grow.
-    unbounded = InferenceCore(network, InferenceConfig(**dict(EVAL_DEFAULTS["davis2017"], mem_every=1)), "cpu")
+    unbounded = InferenceCore(network, PRESETS["davis2017"].replace(mem_every=1), "cpu")
     sizes = {}
     run(unbounded, frames[:40], first_mask(16, 16),
         check=lambda t: sizes.__setitem__(t, held_state(unbounded)) if t in (20, 38) else None)
     grown = [path for path in sizes[38] if sizes[38][path] != sizes[20].get(path)]
-    assert "core.banks[0]._frames" in grown and "core.banks[0].keys.buffer" in grown
+    assert "core.banks[0].index.frames" in grown and "core.banks[0].keys.buffer" in grown
 
 
 def test_budget_not_reached_changes_nothing_and_reservoir_leaves_the_sampler_stream_alone(network):
-    settings = dict(EVAL_DEFAULTS["davis2017"], mem_every=1, sample_threshold=5, seed=4)
+    config = PRESETS["davis2017"].replace(mem_every=1, sample_threshold=5, seed=4)
     frames, mask = clip(24), first_mask()
-    reference_core = InferenceCore(network, InferenceConfig(**settings), "cpu")
+    reference_core = InferenceCore(network, config, "cpu")
     reads = []
     reference = run(reference_core, frames, mask, check=lambda t: reads.append(
         list(reference_core.banks[0].last_read.get(1, []))))
-    roomy_core = InferenceCore(network, InferenceConfig(**settings, memory_budget=40), "cpu")
+    roomy_core = InferenceCore(network, config.replace(memory_budget=40), "cpu")
     roomy_reads = []
     roomy = run(roomy_core, frames, mask, check=lambda t: roomy_reads.append(
         list(roomy_core.banks[0].last_read.get(1, []))))
     assert roomy_reads == reads
     assert all(torch.equal(a, b) for a, b in zip(reference, roomy))
     # A budget that evicts: same outputs until the first eviction (memory of 11 frames at frame 11).
-    tight_core = InferenceCore(network, InferenceConfig(**settings, memory_budget=10), "cpu")
+    tight_core = InferenceCore(network, config.replace(memory_budget=10), "cpu")
     tight = run(tight_core, frames, mask)
     assert all(torch.equal(a, b) for a, b in zip(reference[:11], tight[:11]))
     assert not all(torch.equal(a, b) for a, b in zip(reference[11:], tight[11:]))
@@ -257,8 +259,7 @@ def test_budget_not_reached_changes_nothing_and_reservoir_leaves_the_sampler_str
 
 
 def test_youtube_procedure_with_a_budget_and_a_late_object(network):
-    settings = dict(EVAL_DEFAULTS["youtube"], mem_every=1, memory_budget=13, seed=2)
-    core = InferenceCore(network, InferenceConfig(**settings), "cpu")
+    core = InferenceCore(network, PRESETS["youtube"].replace(mem_every=1, memory_budget=13, seed=2), "cpu")
     frames = clip(45)
     late = torch.zeros(32, 32, dtype=torch.long)
     late[20:30, 2:12] = 3
@@ -276,20 +277,12 @@ def test_youtube_procedure_with_a_budget_and_a_late_object(network):
     assert first.index.rng.getstate() != second.index.rng.getstate()
 
 
-def test_offload_moves_only_the_frames_read(network, monkeypatch):
+def test_offload_moves_only_the_frames_read(network):
     """Store and compute devices split (both CPU here: no GPU in this test environment);
-    every read goes through MemoryBank._to_compute, which must see only the frames read."""
-    settings = dict(EVAL_DEFAULTS["davis2017"], mem_every=1, memory_budget=16, offload_memory=True)
-    core = InferenceCore(network, InferenceConfig(**settings), "cpu", store_device="cpu")
+    each read copies out of the store exactly the frames it reads (keys and values)."""
+    config = PRESETS["davis2017"].replace(mem_every=1, memory_budget=16, offload_memory=True)
+    core = InferenceCore(network, config, "cpu", store_device="cpu")
     assert core.store_device == torch.device("cpu")
-    moved = []
-    original = MemoryBank._to_compute
-
-    def spy(self, tensor):
-        moved.append((tensor.dim(), tensor.shape[2] if tensor.dim() == 5 else tensor.shape[3]))
-        return original(self, tensor)
-
-    monkeypatch.setattr(MemoryBank, "_to_compute", spy)
     frames = clip(30)
     checked = 0
 
@@ -297,34 +290,34 @@ def test_offload_moves_only_the_frames_read(network, monkeypatch):
         nonlocal checked
         if t == 0:
             return
-        read = len(core.banks[0].last_read[1])
-        assert moved == [(5, read), (6, read)], (t, moved)  # keys, then values: exactly the read frames
+        state = core.memory_state(1)
+        read = len(state.last_read)
+        assert state.transfers == [(read, read)], (t, state.transfers)  # keys and values: exactly the read frames
         assert core.banks[0].keys.buffer.device == core.store_device
-        moved.clear()
         checked += 1
 
     run(core, frames, first_mask(), check=check)
     assert checked == 29
     # Without CUDA the flag keeps the store where the network runs.
-    plain = InferenceCore(network, InferenceConfig(**settings), "cpu")
+    plain = InferenceCore(network, config, "cpu")
     assert plain.store_device == plain.device
 
 
 def test_flags(monkeypatch, capsys, network):
     def parse(benchmark, *argv):
         parser = argparse.ArgumentParser()
-        video_runner.add_inference_arguments(parser, benchmark)
+        cli.add_inference_arguments(parser, benchmark)
         return parser.parse_args(["--model", "m.pth", "--output", "out", *argv])
 
-    assert parse("generic").memory_budget == EVAL_DEFAULTS["generic"]["memory_budget"] == 50
+    assert parse("generic").memory_budget == PRESETS["generic"].memory_budget == 50
     for benchmark in ("davis2017", "davis2016", "youtube"):
         assert parse(benchmark).memory_budget is None  # the reference's behaviour
     assert parse("generic", "--memory_budget", "none").memory_budget is None
     assert parse("davis2017", "--memory_budget", "20").memory_budget == 20
     with pytest.raises(SystemExit):
         parse("davis2017", "--memory_budget", "0")
-    monkeypatch.setattr(video_runner, "build_network", lambda path, device: network)
-    core = video_runner.build_core(parse("davis2017", "--device", "cpu", "--memory_budget", "20",
+    monkeypatch.setattr(cli, "build_network", lambda path, device: network)
+    core = cli.core_from_args(parse("davis2017", "--device", "cpu", "--memory_budget", "20",
                                          "--offload_memory"))
     assert "note: --offload_memory has no effect on cpu" in capsys.readouterr().out
     assert core.config.memory_budget == 20 and core.config.offload_memory

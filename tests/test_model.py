@@ -9,10 +9,10 @@ import torch
 from model import backbones
 from model.aggregate import soft_aggregate, soft_aggregate_logits
 from model.checkpoint import CheckpointError, load_network_weights, read_checkpoint
-from model.losses import BootstrappedCE, IMSFRLoss, bootstrap_fraction
-from model.memory_readout import l2_affinity, read_memory, softmax_affinity
+from model.memory_readout import MemoryRecord, l2_affinity, read_memory, softmax_affinity
 from model.network import IMSFR
 from model.positional import sinusoidal_encoding
+from training.losses import BootstrappedCE, IMSFRLoss, bootstrap_fraction
 from util.tensor_util import pad_divide_by, unpad
 
 REFERENCE_KEYS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.txt"
@@ -113,9 +113,8 @@ def test_inference_path_shapes_and_probabilities(multi_net, num_objects):
         key, f16, f8, f4 = net.encode_key(padded)
         value, pos_value = net.encode_value(padded[:1], f16[:1], masks, padded[1:2])
         assert value.shape == pos_value.shape == (1, num_objects, 512, 48 // 16, 80 // 16)
-        memory = dict(local_key=key[:1].unsqueeze(2), local_value=value.unsqueeze(3),
-                      global_key=key[:1].unsqueeze(2), global_value=value.unsqueeze(3),
-                      adjacent_key=key[:1].unsqueeze(2), adjacent_value=pos_value.unsqueeze(3))
+        memory = MemoryRecord(key[:1].unsqueeze(2), value.unsqueeze(3), key[:1].unsqueeze(2), value.unsqueeze(3),
+                              key[:1].unsqueeze(2), pos_value.unsqueeze(3))
         logits, prob = net.segment(key[1:2], f8[1:2], f4[1:2], memory, top_k=4)
     prob_all = unpad(torch.softmax(logits, dim=1), pad)
     assert prob_all.shape == (1, num_objects + 1, height, width)

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from model.sampler import IsogenousSampler
+from inference_core.sampler import IsogenousSampler
 
 
 def test_same_seed_same_frames():

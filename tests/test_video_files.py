@@ -13,7 +13,7 @@ from PIL import Image
 import eval_generic
 from dataset.eval_datasets import SequenceError, VideoFileFrames
 from dataset.synthetic import make_davis_dataset
-from inference_core.output_guard import MANIFEST
+from util.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams
 from util.overlay import OverlayWriter
 from util.palette import load_annotation, load_frame

@@ -1,4 +1,4 @@
-"""Winograd F(m x m, 3 x 3) convolution (model/winograd.py): the same numbers as
+"""Winograd F(m x m, 3 x 3) convolution (inference_core/winograd.py): the same numbers as
 the direct convolution to float32 rounding, only where it is meant to run."""
 import copy
 
@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.winograd import WinogradConv2d, conv3x3, conv_input_part, transform_weight, use_winograd
+from inference_core.winograd import WinogradConv2d, conv3x3, transform_weight, use_winograd
+from model.decoder import conv_input_part
 
 
 def reference(x, conv):
@@ -126,11 +127,11 @@ def test_conv_input_part_is_one_term_of_the_split_convolution():
 def test_eval_scripts_use_winograd_on_the_cpu_unless_told_not_to(weights, tmp_path, flags, expected):
     import argparse
 
-    from inference_core.video_runner import add_inference_arguments, build_core
+    from inference_core.cli import add_inference_arguments, core_from_args
     parser = argparse.ArgumentParser()
     add_inference_arguments(parser, "davis2017")
     args = parser.parse_args(["--model", weights, "--output", str(tmp_path), "--device", "cpu"] + flags)
-    network = build_core(args).network
+    network = core_from_args(args).network
     converted = [m for m in network.modules() if isinstance(m, WinogradConv2d)]
     assert bool(converted) == expected
     if expected:  # e.g. the gate and the decoder's first block; the 64-channel convolutions stay direct

@@ -1,0 +1,24 @@
+"""The speed layer of CPU/GPU inference, applied to a built network in one place.
+
+The network (model/) knows nothing of it: ``accelerate`` changes how a built
+``IMSFR`` computes, never what it computes (the same state dict; the same numbers
+to float rounding: tests/test_inference_speed_paths.py):
+
+* channels-last convolution weights (oneDNN on the CPU and CUDA's tensor cores
+  prefer them; ``TorchBackend`` then gives the key encoder a channels-last frame);
+* Winograd F(4x4, 3x3) convolutions in CPU float32 inference for the 3x3
+  convolutions with 256+ channels (inference_core/winograd.py; docs/speed.md).
+
+The eval scripts, the interactive demo and the benchmarks call it; training never does.
+"""
+import torch
+
+from inference_core.winograd import use_winograd
+
+
+def accelerate(network, device, channels_last=True, winograd=True):
+    """Apply the speed layer to ``network`` in place for inference on ``device``; returns it."""
+    if channels_last:
+        network.to(memory_format=torch.channels_last)
+    use_winograd(network, enabled=winograd and torch.device(device).type == "cpu")
+    return network

@@ -1,0 +1,75 @@
+"""The package layers: a lower layer never imports a higher one.
+
+    util  <-  dataset  <-  model  <-  inference_core, training  <-  entry scripts, scripts/
+
+Every import of every module counts, also those inside functions. Packages of the
+same layer do not import each other (inference and training stay apart), and the
+network needs no data code: ``model`` imports ``util`` only.
+"""
+import ast
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The packages each package may import (besides itself).
+ALLOWED = {
+    "util": set(),
+    "dataset": {"util"},
+    "model": {"util"},
+    "inference_core": {"util", "dataset", "model"},
+    "training": {"util", "dataset", "model"},
+}
+
+
+def imported_packages(source, package):
+    """(line, top-level name) of every import in ``source`` (a module of ``package``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, package if node.level else (node.module or "").split(".")[0]))
+    return found
+
+
+def violations(source, package, where):
+    """Imports of ``source`` that break the layers, as readable lines."""
+    return [f"{where}:{line}: {package} imports {name} (it may import {sorted(ALLOWED[package]) or 'nothing'})"
+            for line, name in imported_packages(source, package)
+            if name in ALLOWED and name != package and name not in ALLOWED[package]]
+
+
+def package_modules():
+    for package in ALLOWED:
+        folder = os.path.join(REPO, package)
+        for root, _, files in os.walk(folder):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    yield package, os.path.join(root, name)
+
+
+def test_every_package_exists():
+    missing = [p for p in ALLOWED if not os.path.isfile(os.path.join(REPO, p, "__init__.py"))]
+    assert missing == []
+
+
+def test_no_lower_layer_imports_a_higher_one():
+    found = []
+    for package, path in package_modules():
+        with open(path, encoding="utf-8") as f:
+            found += violations(f.read(), package, os.path.relpath(path, REPO))
+    assert found == []
+
+
+@pytest.mark.parametrize("package,source,bad", [
+    ("model", "import torch\nfrom util.config import PRESETS\n", False),
+    ("model", "def f():\n    from inference_core.winograd import use_winograd\n", True),  # inside a function
+    ("model", "import dataset.eval_datasets\n", True),
+    ("util", "from dataset import DatasetError\n", True),
+    ("inference_core", "from training.trainer import Trainer\n", True),  # same layer, other package
+    ("training", "from inference_core.core import InferenceCore\n", True),
+    ("inference_core", "from . import sampler\nfrom model.network import IMSFR\n", False),
+])
+def test_the_check_sees_a_violation(package, source, bad):
+    assert bool(violations(source, package, "example.py")) == bad
