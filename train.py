@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=2 train.py --stage 3 --id s03 ...
     python -m torch.distributed.launch --nproc_per_node=2 train.py --stage 3 --id s03 ...
 
-See README ("Training") and ``python train.py --help`` for the flags.
+See docs/training.md and ``python train.py --help`` for the flags.
 """
 import os
 import sys

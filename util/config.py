@@ -1,8 +1,8 @@
 """Every default of the method in one place: training stages, inference
 settings per benchmark, and the isogenous memory sampler.
 
-The numbers follow the authors' reference implementation (see README,
-"Defaults"). Scripts read these tables and expose each entry as a flag.
+The numbers follow the authors' reference implementation (docs/defaults.md).
+Scripts read these tables and expose each entry as a flag.
 """
 import argparse
 import dataclasses

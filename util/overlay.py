@@ -74,6 +74,7 @@ class OverlayWriter:
         self.size = None
         self.picks = set(strip_picks(total)) if kind == "strip" else set()
         self.tiles = []
+        self.bytes_written = 0  # GIF bytes handed to the file so far (it is written frame by frame)
         self._stack = contextlib.ExitStack()
         self._writer = None  # cv2.VideoWriter or the GIF file
 
@@ -130,11 +131,13 @@ class OverlayWriter:
     def _gif_frame(self, image):
         frame = Image.fromarray(image).convert("P", palette=Image.Palette.ADAPTIVE)
         duration = round(1000 / self.fps)
+        chunks = []
         if self.count == 0:
             header, _ = GifImagePlugin.getheader(frame, None, {"loop": 0, "duration": duration})
-            self._writer.write(b"".join(header))
-        for chunk in GifImagePlugin.getdata(frame, duration=duration, include_color_table=True):
-            self._writer.write(chunk)
+            chunks.append(b"".join(header))
+        chunks += GifImagePlugin.getdata(frame, duration=duration, include_color_table=True)
+        for chunk in chunks:
+            self.bytes_written += self._writer.write(chunk)
 
     def _finish(self):
         if self.count != self.total:
