@@ -7,7 +7,9 @@ to float rounding: tests/test_inference_speed_paths.py):
 * channels-last convolution weights (oneDNN on the CPU and CUDA's tensor cores
   prefer them; ``TorchBackend`` then gives the key encoder a channels-last frame);
 * Winograd F(4x4, 3x3) convolutions in CPU float32 inference for the 3x3
-  convolutions with 256+ channels (inference_core/winograd.py; docs/speed.md).
+  convolutions with 256+ channels (inference_core/winograd.py; docs/speed.md):
+  ``auto`` (default) where a one-time timing at their first call shows they pay,
+  within a memory budget; ``on`` every one (reproducible); ``off`` none.
 
 The eval scripts, the interactive demo and the benchmarks call it; training never does.
 """
@@ -16,9 +18,11 @@ import torch
 from inference_core.winograd import use_winograd
 
 
-def accelerate(network, device, channels_last=True, winograd=True):
-    """Apply the speed layer to ``network`` in place for inference on ``device``; returns it."""
+def accelerate(network, device, channels_last=True, winograd="auto"):
+    """Apply the speed layer to ``network`` in place for inference on ``device``; returns it.
+    ``winograd``: "auto", "on" or "off" (True and False: "auto" and "off")."""
     if channels_last:
         network.to(memory_format=torch.channels_last)
-    use_winograd(network, enabled=winograd and torch.device(device).type == "cpu")
+    mode = {True: "auto", False: "off"}.get(winograd, winograd)
+    use_winograd(network, mode if torch.device(device).type == "cpu" else "off")
     return network
