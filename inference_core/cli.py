@@ -11,7 +11,9 @@ from dataset.eval_datasets import SequenceError
 from inference_core import sharding
 from inference_core.acceleration import accelerate
 from inference_core.core import InferenceCore
+from inference_core.onnx_backend import onnx_backend
 from inference_core.video_runner import EXIT_SETUP, run_videos
+from inference_core.winograd import MODES as WINOGRAD_MODES
 from model.checkpoint import CheckpointError, build_network
 from util.config import PRESETS, PROCESSING_SIZE, add_config_arguments, config_from_args
 from util.device import inference_amp_available, pick_device
@@ -33,16 +35,29 @@ def add_inference_arguments(parser, benchmark):
     speed = parser.add_argument_group("speed (the same results to float rounding; docs/speed.md)")
     speed.add_argument("--no_channels_last", action="store_true",
                        help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
-    speed.add_argument("--no_winograd", action="store_true",
-                       help="CPU: run the 3x3 convolutions by the direct algorithm (default: Winograd "
-                            "F(4x4, 3x3) for those with 256+ channels, faster on CPU)")
+    speed.add_argument("--winograd", choices=WINOGRAD_MODES, default="auto",
+                       help="CPU: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels: auto, "
+                            "where timed faster at their first call (within a memory budget); on, all of them "
+                            "(reproducible); off, none (default: %(default)s)")
+    speed.add_argument("--no_winograd", dest="winograd", action="store_const", const="off",
+                       help="the same as --winograd off")
+    backend = parser.add_argument_group("backend (docs/deployment.md)")
+    backend.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                         help="what runs the network: PyTorch, or ONNX Runtime with the graphs of --onnx "
+                              "(default: %(default)s)")
+    backend.add_argument("--onnx", metavar="DIR", help="with --backend onnxruntime: the graphs of --model "
+                                                       "written by scripts/export_onnx.py")
     add_config_arguments(parser, PRESETS[benchmark])
 
 
-def build_core(model, config, device=None, channels_last=True, winograd=True):
+def build_core(model, config, device=None, channels_last=True, winograd="auto", backend="torch",
+               onnx=None):
     """Network (``model``: a checkpoint path), device and inference core for ``config``
-    (errors: CheckpointError, ValueError, RuntimeError)."""
+    (errors: CheckpointError, ValueError, RuntimeError). ``backend`` "onnxruntime": the graphs
+    in the folder ``onnx`` exported from ``model`` (no speed layer; OnnxError)."""
     device = pick_device(device)
+    if backend != "torch" or onnx is not None:
+        return InferenceCore(*onnx_backend(onnx, model, config, device, backend))
     if config.amp and not inference_amp_available(device):
         print(f"note: --amp has no effect on {device.type}; running in float32")
     if config.offload_memory and device.type != "cuda":
@@ -54,7 +69,8 @@ def build_core(model, config, device=None, channels_last=True, winograd=True):
 def core_from_args(args):
     """``build_core`` with the flags of ``add_inference_arguments``."""
     return build_core(args.model, config_from_args(args), args.device,
-                      channels_last=not args.no_channels_last, winograd=not args.no_winograd)
+                      channels_last=not args.no_channels_last, winograd=args.winograd, backend=args.backend,
+                      onnx=args.onnx)
 
 
 def run_evaluation(args, open_dataset, out_dir_of, after_video=None, finish=None):

@@ -49,7 +49,8 @@ class FrameRelationValueEncoder(ValueTrunk):
 
         # One trunk pass over (frame t, frame t+1) for all objects together.
         features = self.trunk(torch.cat([with_masks(frame), with_masks(next_frame)], dim=0))
-        current, following = features.chunk(2, dim=0)
+        # Slices, not chunk(2): chunk's count guard would fix the object count in an ONNX export.
+        current, following = features[:batch * num_objects], features[batch * num_objects:]
         key_f16 = key_f16.unsqueeze(1).expand(-1, num_objects, -1, -1, -1).flatten(0, 1)
         value = self.fuser(current, key_f16) * torch.sigmoid(self.mask(following))
         return value.view(batch, num_objects, *value.shape[1:])

@@ -3,7 +3,7 @@
 The baseline is the core as it was before the speed work (scripts/baseline_core.py:
 per-read ``IMSFR.segment`` with per-object decoder, dense top-k readout); the optimised
 path is ``InferenceCore`` with the eval scripts' speed layer (inference_core/acceleration.py:
-channels-last, and on the CPU Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels).
+channels-last, and on the CPU Winograd F(4x4, 3x3) where it pays, --winograd; inference_core/winograd.py).
 Both use the same random-init network (or --model) on the same synthetic video,
 runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:
@@ -23,6 +23,9 @@ runs interleaved (baseline, optimised, baseline, ...),
     python scripts/benchmark_inference.py --frames 8 --repeats 3          # 854x480, ResNet-101
     python scripts/benchmark_inference.py --device cuda --amp --json out.json
     python scripts/benchmark_inference.py --frames 6 --height 240 --width 432 --backbone resnet18
+    python scripts/benchmark_inference.py --backend onnxruntime --objects 2 --no_components --youtube_frames 0
+        (also ONNX Runtime, this run's network exported first, and PyTorch without the speed layer
+         ("plain"), in the same interleaved runs; docs/deployment.md)
 """
 import argparse
 import copy
@@ -156,45 +159,31 @@ def components(base_core, fast_core, frames, given, repeats, device):
 
 
 def amp_accuracy(network, args, device):
-    """fp32 against --amp on the synthetic DAVIS 2017 set (dataset/synthetic.py): J&F of
-    both (util/davis_metrics.py), label agreement over all pixels, and time in eval_davis.py."""
+    """fp32 against --amp through eval_davis.py on a synthetic DAVIS 2017 set, this run's network
+    (scripts/compare_eval_runs.py: J&F of both, label agreement over all pixels, time)."""
     import tempfile
 
-    import numpy as np
-    from PIL import Image
+    from scripts.compare_eval_runs import compare_runs, synthetic_davis
 
-    import eval_davis
-    from dataset.synthetic import make_davis_dataset
-    from util.davis_metrics import evaluate_davis
-
-    num, frames, height, width = args.amp_accuracy
-    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = os.path.join(tmp, "DAVIS")
-        names = make_davis_dataset(os.path.join(root, "trainval"), num_sequences=num, num_frames=frames,
-                                   size=(height, width), splits=("val",))["val"]
         weights = os.path.join(tmp, "weights.pth")
         torch.save(network.state_dict(), weights)
-        labels = {}
-        for name, flags in (("fp32", []), ("amp", ["--amp"])):
-            folder = os.path.join(tmp, name)
-            argv = ["--davis_path", root, "--model", weights, "--output", folder, "--device", str(device),
-                    "--no_eval"] + flags
-            start = time.perf_counter()
-            code = eval_davis.main(argv)
-            seconds = time.perf_counter() - start
-            if code:
-                raise RuntimeError(f"eval_davis.py {' '.join(argv)} exited with {code}")
-            table = evaluate_davis(os.path.join(root, "trainval"), folder, "2017", "val", workers=1).global_table
-            labels[name] = {(seq, f): np.array(Image.open(os.path.join(folder, seq, f)))
-                            for seq in names for f in sorted(os.listdir(os.path.join(folder, seq)))
-                            if f.endswith(".png")}
-            out[name] = dict(seconds=seconds, j_and_f=table["J&F-Mean"], j=table["J-Mean"], f=table["F-Mean"])
-        same = sum(int((labels["fp32"][k] == labels["amp"][k]).sum()) for k in labels["fp32"])
-        total = sum(v.size for v in labels["fp32"].values())
-    out.update(sequences=num, frames=frames, size=[height, width], label_agreement=same / total,
-               j_and_f_difference=out["amp"]["j_and_f"] - out["fp32"]["j_and_f"])
-    return out
+        root = synthetic_davis(os.path.join(tmp, "DAVIS"), *args.amp_accuracy)
+        return dict(compare_runs(weights, root, [("fp32", []), ("amp", ["--amp"])], device), size=args.amp_accuracy)
+
+
+def onnx_backend(network, args, device):
+    """(ONNX Runtime backend, export seconds): --onnx, or this run's network exported to a temporary folder."""
+    import tempfile
+
+    from inference_core.onnx_backend import OnnxBackend
+    from inference_core.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="imsfr-onnx-") as tmp:  # the sessions hold the graphs once loaded
+        folder, start = args.onnx or tmp, time.perf_counter()
+        seconds = None if args.onnx else export_onnx(network, folder, log=None) and time.perf_counter() - start
+        return OnnxBackend(folder, device, threads=args.ort_threads or args.threads,
+                           optimization=args.ort_optimization), seconds
 
 
 def make_network(args, device):
@@ -224,15 +213,21 @@ def main(argv=None):
                         help="memory/sampler settings of the timed videos (default: %(default)s)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="optimised path with channels-last convolution weights (default: %(default)s)")
-    parser.add_argument("--winograd", choices=("on", "off"), default="on",
-                        help="optimised path: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels "
-                             "(CPU float32 only; the eval scripts' CPU default; default: %(default)s)")
+    parser.add_argument("--winograd", choices=("auto", "on", "off"), default="auto",
+                        help="optimised path, CPU float32: Winograd F(4x4, 3x3) where timed faster (auto, the "
+                             "eval scripts' default), on all 3x3 256+-channel convolutions, or off (default: auto)")
     parser.add_argument("--youtube_frames", type=int, default=16,
                         help="frames of the YouTube-style sparse-output video (0: skip it; default: %(default)s)")
     parser.add_argument("--no_components", action="store_true", help="skip the per-component table")
     parser.add_argument("--amp_accuracy", type=int, nargs=4, metavar=("SEQUENCES", "FRAMES", "H", "W"),
                         help="also run eval_davis.py in fp32 and with --amp on a synthetic DAVIS 2017 set of this "
                              "size and compare J&F and labels (the network of this run, saved to a temp file)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="onnxruntime: also time ONNX Runtime and PyTorch without the speed layer (fp32)")
+    parser.add_argument("--onnx", help="graphs of scripts/export_onnx.py (default: export this run's network)")
+    parser.add_argument("--ort_threads", type=int, help="ONNX Runtime intra-op threads (default: --threads)")
+    parser.add_argument("--ort_optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                        help="ONNX Runtime graph optimisation level (default: %(default)s)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.frames < 2:
@@ -252,11 +247,12 @@ def main(argv=None):
         return 2
     # The eval scripts' speed layer (Winograd: CPU float32 only, not under autocast).
     fast_net = accelerate(copy.deepcopy(base_net), device, channels_last=args.channels_last == "on",
-                          winograd=args.winograd == "on")
+                          winograd=args.winograd)
     amp = args.amp and inference_amp_available(device)
     if args.amp and not amp:
         print(f"note: no mixed precision on {device.type}; AMP rows skipped")
     preset = PRESETS[args.benchmark]
+    ort, export_seconds = onnx_backend(base_net, args, device) if args.backend == "onnxruntime" else (None, None)
 
     def cores(use_amp):
         config = preset.replace(amp=use_amp)
@@ -267,7 +263,8 @@ def main(argv=None):
                   benchmark=args.benchmark, repeats=args.repeats, channels_last=args.channels_last,
                   winograd=args.winograd,
                   amp_dtype=str(amp_dtype(device)).replace("torch.", "") if amp else None,
-                  load_start=load(), per_frame=[], components=None, youtube=None)
+                  load_start=load(), per_frame=[], components=None, youtube=None, onnx_export_seconds=export_seconds,
+                  ort=dict(threads=args.ort_threads or args.threads, optimization=args.ort_optimization) if ort else None)
     print(f"device {device} ({result['cpu'] if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
           f"torch {torch.__version__}, {result['threads']} threads, {args.frames} frames of "
           f"{args.height}x{args.width}, {result['backbone']}, {args.benchmark} settings, "
@@ -283,7 +280,11 @@ def main(argv=None):
             paths = [("optimised", fast_core)]
             if num_objects in baseline_counts:
                 paths.insert(0, ("baseline", base_core))
-            run_video(fast_core, frames[:2], given)  # warm-up: primitive selection, allocator
+            if ort is not None and not use_amp:
+                paths += [("plain", InferenceCore(base_net, preset, device)), ("onnxruntime", InferenceCore(
+                    ort, preset, device))]
+            for core in [core for name, core in paths if name != "baseline"]:
+                run_video(core, frames[:2], given)  # warm-up: primitive selection, allocator
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             seconds = {name: [] for name, _ in paths}
@@ -303,9 +304,8 @@ def main(argv=None):
             row["memory_frames_read"] = sum(x[0] for x in r) / len(r)
             row["memory_mib_read"] = sum(x[1] for x in r) / len(r)
             result["per_frame"].append(row)
-            line = f"{num_objects} object(s), {precision}: optimised {row['optimised']:.3f} s/frame"
-            if "baseline" in row:
-                line += f", baseline {row['baseline']:.3f} s/frame, ratio {row['ratio']:.3f}"
+            line = f"{num_objects} object(s), {precision}: " + ", ".join(f"{n} {row[n]:.3f}" for n in seconds)
+            line += " s/frame" + (f", optimised/baseline {row['ratio']:.3f}" if "ratio" in row else "")
             print(line + "  [runs: " + "; ".join(f"{n} " + " ".join(f"{v:.3f}" for v in seconds[n])
                                                   for n in seconds) + "]", flush=True)
 
@@ -352,14 +352,17 @@ def main(argv=None):
 
 def print_tables(result):
     print()
-    print("| objects | precision | baseline s/frame | optimised s/frame | optimised/baseline "
-          "| long-term frames read/object | MiB read/frame |")
-    print("|---|---|---|---|---|---|---|")
+    paths = [n for n in ("baseline", "optimised", "plain", "onnxruntime") if any(n in r for r in result["per_frame"])]
+    print("| objects | precision | " + " | ".join(f"{n} s/frame" for n in paths) + " | optimised/baseline "
+          "| long-term frames read/object | MiB read/frame |\n" + "|---" * (len(paths) + 5) + "|")
     for row in result["per_frame"]:
-        base = f"{row['baseline']:.3f}" if "baseline" in row else "-"
         ratio = f"**{row['ratio']:.3f}**" if "ratio" in row else "-"
-        print(f"| {row['objects']} | {row['precision']} | {base} | {row['optimised']:.3f} | {ratio} "
-              f"| {row['memory_frames_read']:.1f} | {row['memory_mib_read']:.1f} |")
+        print(f"| {row['objects']} | {row['precision']} | " + " | ".join(f"{row[n]:.3f}" if n in row else "-"
+              for n in paths) + f" | {ratio} | {row['memory_frames_read']:.1f} | {row['memory_mib_read']:.1f} |")
+    if result["ort"]:
+        export = result["onnx_export_seconds"]
+        print(f"ONNX Runtime: {result['ort']['threads']} intra-op threads, graph optimisation "
+              f"{result['ort']['optimization']}; " + (f"export {export:.1f} s" if export else "graphs of --onnx"))
     if result["components"]:
         comp = result["components"]
         names = []
@@ -381,16 +384,12 @@ def print_tables(result):
             r = yt[name]
             print(f"| {name} | {r['processed']} | {r['seconds']:.2f} | {r['per_video_frame']:.3f} |")
     if result.get("amp_accuracy"):
+        from scripts.compare_eval_runs import format_comparison
+
         acc = result["amp_accuracy"]
-        print(f"\n--amp against fp32 on the synthetic DAVIS 2017 val set ({acc['sequences']} sequences of "
-              f"{acc['frames']} frames, {acc['size'][0]}x{acc['size'][1]}; eval_davis.py, this run's network):")
-        print("| | J&F | J | F | s (eval_davis.py) |")
-        print("|---|---|---|---|---|")
-        for name in ("fp32", "amp"):
-            r = acc[name]
-            print(f"| {name} | {r['j_and_f']:.4f} | {r['j']:.4f} | {r['f']:.4f} | {r['seconds']:.1f} |")
-        print(f"J&F difference (amp - fp32) {acc['j_and_f_difference']:+.4f}; "
-              f"label agreement {100 * acc['label_agreement']:.3f} % of pixels")
+        print(f"\n--amp against fp32 on the synthetic DAVIS 2017 val set ({acc['size'][0]} sequences of "
+              f"{acc['size'][1]} frames, {acc['size'][2]}x{acc['size'][3]}; eval_davis.py, this run's network):")
+        print(format_comparison(acc))
     print(f"\nload average {result['load_start']:.2f} at start, {result['load_end']:.2f} at end; "
           f"peak memory {result['peak_memory_mib']:.0f} MiB")
 

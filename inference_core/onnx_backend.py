@@ -1,0 +1,174 @@
+"""The inference core's three network calls run by ONNX Runtime (docs/deployment.md).
+
+    backend = OnnxBackend("onnx/", checkpoint="saves/imsfr.pth")   # graphs of scripts/export_onnx.py
+    core = InferenceCore(backend, PRESETS["davis2017"], "cpu")
+
+The memory bank, the sampler, the procedures and the aggregation stay the core's (PyTorch
+tensors); only ``encode_key``, ``encode_value`` and ``segment`` go to ONNX Runtime sessions,
+through NumPy arrays (float32; ``segment`` runs the segment graph once per ``MemoryRead``).
+Execution providers: CUDA when the core's device is CUDA and the installed runtime has it,
+else the CPU. Every setup problem (no manifest, graphs of another checkpoint, a missing,
+changed or unloadable graph) is an ``OnnxError`` with a one-line message.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+from inference_core.onnx_export import FORMAT, GRAPH_FILES, MANIFEST, file_sha256
+from model.value_encoder import other_objects
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+NO_TOP_K = np.iinfo(np.int64).max  # top_k None: the whole memory by plain softmax
+
+
+class OnnxError(ValueError):
+    """ONNX graphs that cannot be used; the message (one line) says why."""
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def read_manifest(folder, checkpoint=None):
+    """The manifest of an export folder, checked: the format, every graph file there with the
+    SHA-256 it was written with and, given ``checkpoint`` (a path), the checkpoint's SHA-256."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, MANIFEST)
+    hint = "write the graphs with: python scripts/export_onnx.py --model CHECKPOINT --output " + folder
+    if not os.path.isdir(folder):
+        raise OnnxError(f"--onnx {folder}: no such folder ({hint})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise OnnxError(f"{path}: not found ({hint})") from None
+    except (OSError, ValueError) as error:
+        raise OnnxError(f"{path}: not a readable manifest ({_first_line(error)})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise OnnxError(f"{path}: not a manifest of format {FORMAT} ({hint})")
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict) or not all(isinstance(graphs.get(g), dict) for g in GRAPH_FILES):
+        raise OnnxError(f"{path}: does not list the graphs {', '.join(GRAPH_FILES)} ({hint})")
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        if not os.path.isfile(checkpoint):
+            raise OnnxError(f"{checkpoint}: checkpoint file not found")
+        recorded = (manifest.get("checkpoint") or {}).get("sha256")
+        if recorded != file_sha256(checkpoint):
+            source = (manifest.get("checkpoint") or {}).get("file", "no checkpoint")
+            raise OnnxError(f"{folder}: the graphs were exported from another checkpoint ({source}), not from "
+                            f"--model {checkpoint} (SHA-256 differs); export them again: python "
+                            f"scripts/export_onnx.py --model {checkpoint} --output {folder}")
+    for graph, filename in GRAPH_FILES.items():
+        graph_path = os.path.join(folder, filename)
+        if not os.path.isfile(graph_path):
+            raise OnnxError(f"{graph_path}: graph file not found ({hint})")
+        if graphs[graph].get("sha256") != file_sha256(graph_path):
+            raise OnnxError(f"{graph_path}: not the graph {MANIFEST} lists (SHA-256 differs: changed, truncated "
+                            f"or from another export; {hint})")
+    return manifest
+
+
+def runtime():
+    """The onnxruntime module (OnnxError when it is not installed)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise OnnxError("onnxruntime is not installed (pip install onnxruntime)") from None
+    return onnxruntime
+
+
+def providers_for(device):
+    """ONNX Runtime execution providers for a torch device: CUDA when asked for and installed."""
+    onnxruntime = runtime()
+    if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": torch.device(device).index or 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session_options(threads=None, optimization="all"):
+    """ONNX Runtime session options: intra-op threads (None: the runtime's default, one per
+    physical core) and the graph optimisation level (``OPTIMIZATION_LEVELS``)."""
+    onnxruntime = runtime()
+    levels = dict(zip(OPTIMIZATION_LEVELS, (onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)))
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: a failed load raises with its own message
+    return options
+
+
+class OnnxBackend:
+    network = None  # no PyTorch network behind this backend
+
+    def __init__(self, folder, device="cpu", checkpoint=None, threads=None, optimization="all"):
+        """``folder``: an export of scripts/export_onnx.py; ``checkpoint``: the weights it must
+        come from (None: not checked); ``device``: where the core's tensors live (CUDA runs the
+        graphs with CUDA's provider when installed)."""
+        onnxruntime = runtime()
+        self.manifest = read_manifest(folder, checkpoint)
+        self.device = torch.device(device)
+        self.providers = providers_for(self.device)
+        options = session_options(threads, optimization)
+        self.sessions, self.inputs = {}, {}
+        for graph, filename in GRAPH_FILES.items():
+            path = os.path.join(os.fspath(folder), filename)
+            try:
+                session = onnxruntime.InferenceSession(path, options, providers=self.providers)
+            except Exception as error:  # the runtime's own exception types (InvalidProtobuf, Fail, ...)
+                raise OnnxError(f"{path}: ONNX Runtime cannot load this graph ({_first_line(error)})") from None
+            self.sessions[graph] = session
+            self.inputs[graph] = [i.name for i in session.get_inputs()]
+
+    def _run(self, graph, feed):
+        arrays = {name: np.ascontiguousarray(feed[name].detach().to("cpu", torch.float32).numpy())
+                  if isinstance(feed[name], torch.Tensor) else feed[name] for name in self.inputs[graph]}
+        return [torch.from_numpy(out).to(self.device) for out in self.sessions[graph].run(None, arrays)]
+
+    def encode_key(self, frame):
+        """frame (1, 3, H, W), H and W multiples of 16 -> key (1, 512, h, w), f16, f8, f4."""
+        return tuple(self._run("key_encoder", dict(frame=frame)))
+
+    def encode_value(self, frame, key_f16, masks, next_frame, others=None):
+        """Values and positional values (1, K, 512, h, w) of K objects (``TorchBackend.encode_value``)."""
+        others = other_objects(masks) if others is None else others
+        return tuple(self._run("value_encoder", dict(frame=frame, next_frame=next_frame, f16=key_f16, masks=masks,
+                                                     others=others)))
+
+    def segment(self, key, f8, f4, reads, top_k):
+        """Probabilities (N, H, W) of the objects of ``reads`` (``MemoryRead``s, in order)."""
+        k = np.array(NO_TOP_K if top_k is None else int(top_k), dtype=np.int64)
+        if k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        probabilities = []
+        for read in reads:
+            m = read.memory
+            probabilities += self._run("segment", dict(
+                key=key, f8=f8, f4=f4, long_term_key=m.long_term_key, long_term_value=m.long_term_value,
+                first_key=m.first_key, first_value=m.first_value, previous_key=m.previous_key,
+                previous_value=m.previous_value, top_k=k))
+        return torch.cat(probabilities, dim=0)
+
+
+def onnx_backend(folder, checkpoint, config, device, backend="onnxruntime"):
+    """(OnnxBackend, config, device) for the eval scripts' ``--backend onnxruntime --onnx DIR``:
+    the graphs checked against ``checkpoint``; CUDA only where the runtime has it; --amp off."""
+    if backend != "onnxruntime":
+        raise OnnxError(f"--onnx {folder} goes with --backend onnxruntime")
+    if folder is None:
+        raise OnnxError("--backend onnxruntime needs --onnx DIR (the graphs of scripts/export_onnx.py)")
+    device = torch.device(device)
+    if device.type == "cuda" and providers_for(device) == ["CPUExecutionProvider"]:
+        print("note: the installed onnxruntime has no CUDA execution provider; running on the CPU")
+        device = torch.device("cpu")
+    if config.amp:
+        print("note: --amp has no effect with --backend onnxruntime; the graphs run in float32")
+        config = config.replace(amp=False)
+    return OnnxBackend(folder, device, checkpoint=checkpoint), config, device
