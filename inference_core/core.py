@@ -1,8 +1,8 @@
 """The inference core: all state of one video, advanced one frame at a time.
 
     core = InferenceCore(network, PRESETS["davis2017"], device)
-    for t, prob in core.run(frames, given={0: (first_mask, [1, 2])}):
-        labels = prob.argmax(0)         # (1 + K, H, W) probabilities, background first
+    for result in core.run(frames, given={0: (first_mask, [1, 2])}):
+        labels = result.prob.argmax(0)  # (1 + K, H, W) probabilities, background first
 
 ``run`` is the one frame loop (scripts, benchmarks and tests use it); it calls
 ``will_process`` / ``skip`` / ``step``, which can also be called one frame at a time.
@@ -19,6 +19,14 @@ procedure's business (inference_core/procedures.py: the reference's ``davis`` an
 The last frame is never memorised (its value needs the next frame). An object
 first given on the last frame is therefore output from its mask there and has no
 memory (the reference crashes in that case).
+
+Corrections (project's own, for the interactive demo; interactive/session.py): a mask
+given at frame t for objects introduced earlier REPLACES their prediction there
+(``step(..., corrected_objects=ids)``, or a third element of ``run``'s ``given``): the
+corrected objects' pixels become theirs alone, as for new objects, and the frame is
+memorised by the groups of the corrected objects whatever the schedule (youtube: the
+schedule restarts there, as at a frame that introduces objects). Without corrections
+nothing changes.
 """
 import random
 import time
@@ -101,17 +109,19 @@ class InferenceCore:
         ``frames``: a sequence of (3, H, W) ImageNet-normalised frames (``len`` and
         indexing; frames are requested in increasing order, at most two at a time, so a
         lazy sequence never holds the video). ``given``: {t: (mask (H, W) internal ids,
-        new object ids)}. ``outputs``: the frames wanted (None: all); frames that are
-        neither outputs nor memorised are skipped, as in the reference.
+        new object ids)} or {t: (mask, new ids, corrected ids)} (corrections: masks of
+        known objects that replace their prediction; see ``step``). ``outputs``: the
+        frames wanted (None: all); frames that are neither outputs nor memorised are
+        skipped, as in the reference.
         """
         self.start_video()
         count = len(frames)
         ahead = None  # (t, frame): the previous step's next frame
         for t in range(count):
-            mask, new = given.get(t, (None, ()))
+            mask, new, corrected = (*given[t], ())[:3] if t in given else (None, (), ())
             last = t + 1 == count
             output = outputs is None or t in outputs
-            if not self.will_process(output=output, new_objects=bool(new), last=last):
+            if not self.will_process(output=output, new_objects=bool(new), last=last, corrected=bool(corrected)):
                 self.skip()
                 continue
             current = ahead[1] if ahead is not None and ahead[0] == t else frames[t]
@@ -119,15 +129,15 @@ class InferenceCore:
             ahead = (t + 1, following)
             synchronize(self.device)
             start = time.perf_counter()
-            prob = self.step(current, following, mask=mask, new_objects=new)
+            prob = self.step(current, following, mask=mask, new_objects=new, corrected_objects=corrected)
             synchronize(self.device)
             yield FrameResult(t, prob, output, time.perf_counter() - start)
 
-    def will_process(self, output=True, new_objects=False, last=False):
+    def will_process(self, output=True, new_objects=False, last=False, corrected=False):
         """Whether the next frame must go through the network: it is an output,
-        introduces objects, or is memorised (or kept with ``include_last``).
+        introduces or corrects objects, or is memorised (or kept with ``include_last``).
         Frames before the first object need no network either."""
-        if new_objects:
+        if new_objects or corrected:
             return True
         if self.num_objects == 0:
             return bool(output)
@@ -141,23 +151,29 @@ class InferenceCore:
 
     # ---- one frame ---------------------------------------------------------------
     @torch.inference_mode()
-    def step(self, frame, next_frame=None, mask=None, new_objects=()):
+    def step(self, frame, next_frame=None, mask=None, new_objects=(), corrected_objects=()):
         """Segment one frame.
 
         frame, next_frame: (3, H, W) ImageNet-normalised; next_frame is needed to
         memorise this frame (frame relation) and is None for the last frame.
         mask: (H, W) int64 internal ids; new_objects: the ids given in this frame,
-        which must be the next unused ids. Returns (1 + K, H, W) probabilities
-        (background first) for the K objects introduced so far.
+        which must be the next unused ids; corrected_objects: ids of known objects
+        whose mask in ``mask`` replaces their prediction (their pixels become theirs
+        alone; the frame is memorised by their groups). Returns (1 + K, H, W)
+        probabilities (background first) for the K objects introduced so far.
         """
         self.frame_index += 1
         t = self.frame_index
         new_objects = sorted(int(i) for i in new_objects)
+        corrected_objects = sorted(int(i) for i in corrected_objects)
         expected = list(range(self.num_objects + 1, self.num_objects + 1 + len(new_objects)))
         if new_objects != expected:
             raise ValueError(f"frame {t}: new object ids must be {expected}, got {new_objects}")
-        if new_objects and mask is None:
-            raise ValueError(f"frame {t}: new objects given without a mask")
+        if any(not 1 <= i <= self.num_objects for i in corrected_objects):
+            raise ValueError(f"frame {t}: corrected object ids must be known objects (1..{self.num_objects}), "
+                             f"got {corrected_objects}")
+        if (new_objects or corrected_objects) and mask is None:
+            raise ValueError(f"frame {t}: objects given without a mask")
 
         height, width = frame.shape[-2:]
         if self.num_objects == 0 and not new_objects:  # nothing to segment yet
@@ -170,11 +186,13 @@ class InferenceCore:
         with self.autocast():
             key, f16, f8, f4 = self.backend.encode_key(frame)
             object_prob = self._predict(key, f8, f4, frame.shape[-2:])  # (K_old, H', W')
+            if corrected_objects:
+                object_prob = self._correct(object_prob, mask, corrected_objects)
             if new_objects:
                 object_prob = self._add_objects(object_prob, mask, new_objects)
             prob = soft_aggregate(object_prob.unsqueeze(0))[0]        # (1 + K, H', W')
             if next_frame is not None:
-                self._memorise(t, frame, key, f16, prob[1:], next_frame, bool(new_objects))
+                self._memorise(t, frame, key, f16, prob[1:], next_frame, bool(new_objects), corrected_objects)
         return unpad(prob, pad).float()
 
     def _predict(self, key, f8, f4, size):
@@ -210,6 +228,13 @@ class InferenceCore:
         self.num_objects += len(new_objects)
         return torch.cat([object_prob, given], dim=0)
 
+    def _correct(self, object_prob, mask, corrected):
+        """Replace the corrected objects' probabilities by their given masks; their pixels are theirs alone."""
+        given, _ = pad_divide_by(torch.stack([(mask.to(self.device) == i) for i in corrected]).float())
+        object_prob = object_prob * (1 - given.sum(0, keepdim=True).clamp(max=1))
+        object_prob[[i - 1 for i in corrected]] = given
+        return object_prob
+
     def _new_bank(self, objects):
         """A memory bank; with a budget its reservoir has its own stream, seeded
         from the config's seed and the group (the sampler's stream is untouched)."""
@@ -220,10 +245,13 @@ class InferenceCore:
                           store_device=self.store_device, compute_device=self.device,
                           pin=offloaded and self.store_device.type == "cpu" and torch.cuda.is_available())
 
-    def _memorise(self, t, frame, key, f16, object_prob, next_frame, introduces):
+    def _memorise(self, t, frame, key, f16, object_prob, next_frame, introduces, corrected=()):
         """Encode this frame's values for the groups that memorise it (long-term
-        and previous-frame memory), other groups' as temporary memory with ``include_last``."""
+        and previous-frame memory; the groups of ``corrected`` objects always), other
+        groups' as temporary memory with ``include_last``."""
         due = self.procedure.groups_to_memorise(t, self.group_start, introduces)
+        if corrected:
+            due = sorted(set(due) | {g for g, bank in enumerate(self.banks) if set(bank.objects) & set(corrected)})
         if due:
             self.procedure.memorised(t)
         temporary = [g for g in range(len(self.banks)) if g not in due] if self.config.include_last else []

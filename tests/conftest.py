@@ -57,3 +57,17 @@ def davis_root(tmp_path_factory):
     make_davis_dataset(root, num_sequences=4, num_frames=12, size=(96, 160), max_objects=2, seed=0,
                        splits=("train", "val"))
     return str(root)
+
+
+# ----------------------------------------------------------------------------- interactive demo
+@pytest.fixture(scope="session")
+def tracker_weights(tmp_path_factory):
+    """A network that tracks the synthetic objects, trained once per test run with train.py's code path
+    and the quick start's recipe made smaller (tests/helpers_interactive.py: ResNet-18 without ImageNet
+    weights, 64-pixel crops, batch 4, 150 iterations on 20 synthetic videos)."""
+    from tests.helpers_interactive import train_tracker
+    from tests.helpers_capture import progress_to_current_streams
+    with progress_to_current_streams():
+        path, seconds = train_tracker(str(tmp_path_factory.mktemp("tracker")))
+    print(f"tracker trained in {seconds:.0f} s")
+    return path

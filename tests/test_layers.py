@@ -1,10 +1,12 @@
 """The package layers: a lower layer never imports a higher one.
 
     util  <-  dataset  <-  model  <-  inference_core, training  <-  entry scripts, scripts/
+                                      inference_core  <-  interactive  <-  interactive_demo.py
 
 Every import of every module counts, also those inside functions. Packages of the
 same layer do not import each other (inference and training stay apart), and the
-network needs no data code: ``model`` imports ``util`` only.
+network needs no data code: ``model`` imports ``util`` only. The interactive demo's
+session has no UI in it: gradio is imported by ``interactive/app.py`` alone.
 """
 import ast
 import os
@@ -19,7 +21,9 @@ ALLOWED = {
     "model": {"util"},
     "inference_core": {"util", "dataset", "model"},
     "training": {"util", "dataset", "model"},
+    "interactive": {"util", "dataset", "model", "inference_core"},
 }
+UI_MODULE = os.path.join("interactive", "app.py")
 
 
 def imported_packages(source, package):
@@ -62,6 +66,20 @@ def test_no_lower_layer_imports_a_higher_one():
     assert found == []
 
 
+def test_only_the_ui_module_imports_gradio():
+    importers = []
+    for root, _, files in os.walk(REPO):
+        if any(part.startswith(".") or part in ("venv", "node_modules") for part in root.split(os.sep)):
+            continue
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith(".py") and not path.startswith(os.path.join(REPO, "tests")):
+                with open(path, encoding="utf-8") as f:
+                    if any(found == "gradio" for _, found in imported_packages(f.read(), "")):
+                        importers.append(os.path.relpath(path, REPO))
+    assert importers == [UI_MODULE]
+
+
 @pytest.mark.parametrize("package,source,bad", [
     ("model", "import torch\nfrom util.config import PRESETS\n", False),
     ("model", "def f():\n    from inference_core.winograd import use_winograd\n", True),  # inside a function
@@ -70,6 +88,8 @@ def test_no_lower_layer_imports_a_higher_one():
     ("inference_core", "from training.trainer import Trainer\n", True),  # same layer, other package
     ("training", "from inference_core.core import InferenceCore\n", True),
     ("inference_core", "from . import sampler\nfrom model.network import IMSFR\n", False),
+    ("inference_core", "from interactive.session import Session\n", True),
+    ("interactive", "from inference_core.cli import build_core\n", False),
 ])
 def test_the_check_sees_a_violation(package, source, bad):
     assert bool(violations(source, package, "example.py")) == bad

@@ -1,0 +1,1 @@
+"""Interactive segmentation: a session object (session.py) and its web UI (app.py)."""
