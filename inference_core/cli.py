@@ -13,6 +13,7 @@ from inference_core.acceleration import accelerate
 from inference_core.core import InferenceCore
 from inference_core.onnx_backend import onnx_backend
 from inference_core.video_runner import EXIT_SETUP, run_videos
+from inference_core.winograd import DEFAULT_MODE as WINOGRAD_DEFAULT
 from inference_core.winograd import MODES as WINOGRAD_MODES
 from model.checkpoint import CheckpointError, build_network
 from util.config import PRESETS, PROCESSING_SIZE, add_config_arguments, config_from_args
@@ -35,7 +36,7 @@ def add_inference_arguments(parser, benchmark):
     speed = parser.add_argument_group("speed (the same results to float rounding; docs/speed.md)")
     speed.add_argument("--no_channels_last", action="store_true",
                        help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
-    speed.add_argument("--winograd", choices=WINOGRAD_MODES, default="auto",
+    speed.add_argument("--winograd", choices=WINOGRAD_MODES, default=WINOGRAD_DEFAULT,
                        help="CPU: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels: auto, "
                             "where timed faster at their first call (within a memory budget); on, all of them "
                             "(reproducible); off, none (default: %(default)s)")
@@ -50,7 +51,7 @@ def add_inference_arguments(parser, benchmark):
     add_config_arguments(parser, PRESETS[benchmark])
 
 
-def build_core(model, config, device=None, channels_last=True, winograd="auto", backend="torch",
+def build_core(model, config, device=None, channels_last=True, winograd=WINOGRAD_DEFAULT, backend="torch",
                onnx=None):
     """Network (``model``: a checkpoint path), device and inference core for ``config``
     (errors: CheckpointError, ValueError, RuntimeError). ``backend`` "onnxruntime": the graphs

@@ -16,8 +16,9 @@ dict; training, autocast, CUDA, an empty batch and maps under 256 pixels run
 ``nn.Conv2d`` unchanged. Otherwise the network's ``WinogradPlan`` picks the algorithm:
 
 * ``on``: Winograd for every eligible convolution, every transformed kernel kept
-  (the behaviour before ``auto``; reproducible).
-* ``auto`` (the eval scripts' default): decided per convolution, input-channel part
+  (the eval scripts' default before it was measured against its memory; reproducible).
+* ``off`` (the eval scripts' default, DEFAULT_MODE): none; see DEFAULT_MODE for why.
+* ``auto``: decided per convolution, input-channel part
   (the decoder's split convolutions, model/decoder.py) and input shape at its first
   call, and kept for the run (``decisions``). Why: the benefit depends on the CPU,
   the load and the shape, and the kernels cost memory. Measured on the 2-core test
@@ -153,6 +154,10 @@ def conv3x3(x, weight_t, bias=None, block_pixels=8192, deadline=None):
 
 
 MODES = ("auto", "on", "off")
+# The eval scripts' default on the CPU: off. Measured (docs/speed.md, scripts/benchmark_speed_layer.py):
+# auto took 1.07-1.13x the direct time (its trials cost more than they saved over short videos),
+# on 0.81-0.84x at 480x854 but 1.05-1.12x at 240x432, with 1.4-1.8x the peak memory.
+DEFAULT_MODE = "off"
 MIN_CHANNELS = 256      # eligible: 256+ input and output channels (64-channel ones are slower)
 MIN_PIXELS = 256        # no mode runs Winograd on maps of fewer pixels (H x W)
 AUTO_MIN_PIXELS = 2048  # auto: N x H x W at least this

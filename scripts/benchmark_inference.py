@@ -44,6 +44,7 @@ import torch  # noqa: E402
 from inference_core.acceleration import accelerate  # noqa: E402
 from inference_core.core import InferenceCore  # noqa: E402
 from inference_core.memory_reader import FrameReader  # noqa: E402
+from inference_core.winograd import DEFAULT_MODE as WINOGRAD_DEFAULT, MODES as WINOGRAD_MODES  # noqa: E402
 from model.aggregate import soft_aggregate  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
@@ -213,9 +214,9 @@ def main(argv=None):
                         help="memory/sampler settings of the timed videos (default: %(default)s)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="optimised path with channels-last convolution weights (default: %(default)s)")
-    parser.add_argument("--winograd", choices=("auto", "on", "off"), default="auto",
-                        help="optimised path, CPU float32: Winograd F(4x4, 3x3) where timed faster (auto, the "
-                             "eval scripts' default), on all 3x3 256+-channel convolutions, or off (default: auto)")
+    parser.add_argument("--winograd", choices=WINOGRAD_MODES, default=WINOGRAD_DEFAULT,
+                        help="optimised path, CPU float32: Winograd F(4x4, 3x3) where timed faster (auto), on "
+                             "all 3x3 256+-channel convolutions, or off (default: %(default)s, as the eval scripts)")
     parser.add_argument("--youtube_frames", type=int, default=16,
                         help="frames of the YouTube-style sparse-output video (0: skip it; default: %(default)s)")
     parser.add_argument("--no_components", action="store_true", help="skip the per-component table")

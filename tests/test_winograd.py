@@ -124,9 +124,9 @@ def test_conv_input_part_is_one_term_of_the_split_convolution():
             assert (whole.double() - reference(x, conv)).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("flags,mode", [([], "auto"), (["--winograd", "on"], "on"), (["--winograd", "auto"], "auto"),
+@pytest.mark.parametrize("flags,mode", [([], None), (["--winograd", "on"], "on"), (["--winograd", "auto"], "auto"),
                                         (["--winograd", "off"], None), (["--no_winograd"], None)])
-def test_eval_scripts_use_winograd_on_the_cpu_unless_told_not_to(weights, tmp_path, flags, mode):
+def test_eval_scripts_use_winograd_on_the_cpu_only_when_asked(weights, tmp_path, flags, mode):
     import argparse
 
     from inference_core.cli import add_inference_arguments, core_from_args
@@ -261,7 +261,7 @@ def test_transform_in_blocks_of_output_channels_is_exact(shape):
 
 
 def test_auto_decides_nothing_by_timing_on_the_eval_tests_frames(network):
-    """The eval tests' 48 x 64 frames (e.g. tests/test_sharded_eval.py, whose 1 and 2 processes
+    """With --winograd auto, the eval tests' 48 x 64 frames (e.g. tests/test_sharded_eval.py, whose 1 and 2 processes
     must write byte-identical results) have no map of AUTO_MIN_PIXELS: every decision is
     direct, without timing, so no process can decide differently."""
     from inference_core.acceleration import accelerate
@@ -269,7 +269,7 @@ def test_auto_decides_nothing_by_timing_on_the_eval_tests_frames(network):
     from tests.helpers_core import run_core
     from util.config import PRESETS
 
-    fast = accelerate(copy.deepcopy(network), "cpu")
+    fast = accelerate(copy.deepcopy(network), "cpu", winograd="auto")
     plan = winograd_plan(fast)
     frames = [torch.randn(3, 48, 64) for _ in range(3)]
     mask = torch.zeros(48, 64, dtype=torch.long)
