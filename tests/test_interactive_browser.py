@@ -85,7 +85,7 @@ class Page:
         self.page.fill("#object input", str(k))
         self.page.keyboard.press("Enter")
         self.wait_text("#header", f"showing frame {t}, object {k}")
-        self.page.wait_for_timeout(500)  # the editor draws its new layers
+        self.page.wait_for_timeout(1000)  # the editor draws its new layers
 
     def click_view(self, x, y):
         """Click frame pixel (x, y) on the result image (enlarged by an integer factor, fitted in its box)."""
@@ -109,6 +109,24 @@ class Page:
         zoom = float(self.page.inner_text("#editor .zoom-number").strip().rstrip("%")) / 100
         return (canvas["x"] + canvas["width"] / 2 + (x + 0.5 - self.width / 2) * zoom,
                 canvas["y"] + canvas["height"] / 2 + (y + 0.5 - self.height / 2) * zoom)
+
+    def paint(self, k, points, attempts=3):
+        """A brush stroke through frame pixels ``points`` for object k, then "Use painted mask". The
+        editor loads the object's layer asynchronously after ``show``; a stroke drawn before it has
+        loaded is replaced by it ("nothing painted"), so the stroke is drawn again (at most ``attempts``)."""
+        for _ in range(attempts):
+            self.stroke(points)
+            self.page.click("#save")
+            self.page.wait_for_function(
+                "([k]) => { const s = document.querySelector('#status').innerText;"
+                " return s.includes(`object ${k} painted`) || s.includes('nothing painted') || s.includes('Error'); }",
+                arg=[k], timeout=TIMEOUT_MS)
+            found = self.page.inner_text("#status")
+            assert "Error" not in found, found
+            if f"object {k} painted" in found:
+                return found
+            self.page.wait_for_timeout(1500)
+        raise AssertionError(f"the stroke for object {k} never reached the editor's layer: {found}")
 
     def stroke(self, points):
         """A brush stroke through frame pixels ``points``."""
@@ -169,9 +187,7 @@ def test_annotate_propagate_correct_export_in_chromium(tracker_weights, tmp_path
             demo.show(0, 1)
             demo.box(*bounding_box(truth[0] == 1))                  # object 1: a box, grabCut
             demo.show(0, 2)
-            demo.stroke(fill_stroke(truth[0] == 2))                 # object 2: a brush stroke
-            page.click("#save")
-            demo.status("object 2 painted")
+            demo.paint(2, fill_stroke(truth[0] == 2))               # object 2: a brush stroke
             page.click("#forward")
             demo.status("Propagated forward from frame 0")
             demo.show(CORRECTED, 1)                                 # a correction, propagated again
