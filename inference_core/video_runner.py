@@ -34,11 +34,16 @@ def processing_size(size, shorter):
     return round(height * scale), round(width * scale)
 
 
+def resize_image(x, size):
+    """Float (C, H, W) scaled to ``size`` (h, w) as eval_generic.py scales frames (bilinear, antialiased)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
 def frame_tensor(image, size, device):
     """uint8 (H, W, 3) -> ImageNet-normalised float (3, h, w) on ``device``."""
-    x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    x = resize_image(torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255), size)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
     return (x - mean) / std

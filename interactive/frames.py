@@ -14,10 +14,9 @@ import threading
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dataset.frame_sources import VideoFileFrames
-from inference_core.video_runner import frame_tensor
+from inference_core.video_runner import frame_tensor, resize_image
 from util.davis_metrics import SequenceError
 from util.fileio import atomic_write_bytes
 
@@ -26,8 +25,7 @@ def resize_frame(image, size):
     """uint8 (H, W, 3) scaled to ``size`` (h, w) as eval_generic.py scales frames (bilinear, antialiased), in uint8."""
     if tuple(image.shape[:2]) == tuple(size):
         return image
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)[None]
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+    x = resize_image(torch.from_numpy(image).permute(2, 0, 1).float().div_(255), size)
     return x.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
@@ -115,6 +113,4 @@ def to_size(mask, size, what="mask"):
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"{what} must be 2-D (H, W), got shape {mask.shape}")
-    if mask.dtype == bool:
-        return resize_labels(mask.astype(np.uint8), size).astype(bool)
-    return resize_labels(mask.astype(np.uint8), size)
+    return resize_labels(mask.astype(np.uint8), size).astype(bool if mask.dtype == bool else np.uint8)

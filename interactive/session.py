@@ -22,6 +22,7 @@ that have no earlier annotation in the run's direction (as the YouTube-VOS proce
 introduces objects) and corrects the others (their mask replaces the prediction there
 and is memorised). Only output frames are written.
 """
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -49,6 +50,14 @@ OVERLAY_NAME = "overlay.mp4"
 
 class SessionError(ValueError):
     """Something the user has to fix (the message says what); the session's state is unchanged."""
+
+
+def with_object(labels, k, mask=None):
+    """A copy of the label map ``labels`` where object k has exactly the pixels of ``mask`` (None: none)."""
+    labels = np.where(labels == k, 0, labels).astype(np.uint8)
+    if mask is not None:
+        labels[mask] = k
+    return labels
 
 
 def load_core(model, device=None, memory_budget=PRESETS["generic"].memory_budget, **speed):
@@ -134,13 +143,8 @@ class Session:
             t, k = self._frame_index(t), self._object_id(object_id)
             mask = self._video_mask(mask)
             labels, objects = self.annotations.get(t, (np.zeros(self.video_size, np.uint8), set()))
-            labels = np.where(labels == k, 0, labels).astype(np.uint8)
-            labels[mask] = k
-            self.annotations[t] = (labels, objects | {k})
-            shown = self.mask(t)
-            shown = np.where(shown == k, 0, shown).astype(np.uint8)
-            shown[mask] = k
-            self._save_mask(t, shown)
+            self.annotations[t] = (with_object(labels, k, mask), objects | {k})
+            self._save_mask(t, with_object(self.mask(t), k, mask))
 
     def set_mask(self, t, labels):
         """Annotate every object of a label map (ids 1..255, e.g. a palette PNG) on frame t."""
@@ -174,9 +178,8 @@ class Session:
             if t in self.annotations:
                 labels, objects = self.annotations.pop(t)
                 if objects - {k}:
-                    self.annotations[t] = (np.where(labels == k, 0, labels).astype(np.uint8), objects - {k})
-            shown = self.mask(t)
-            self._save_mask(t, np.where(shown == k, 0, shown).astype(np.uint8))
+                    self.annotations[t] = (with_object(labels, k), objects - {k})
+            self._save_mask(t, with_object(self.mask(t), k))
 
     # ---- propagating ---------------------------------------------------------------
     def propagate(self, t, direction="forward", progress=None):
@@ -285,19 +288,15 @@ class Session:
             return zip_path
 
     # ---- helpers -------------------------------------------------------------------
+    @contextlib.contextmanager
     def _busy(self):
         """The session's lock, or a SessionError while a propagation or an export holds it."""
-        session = self
-
-        class Busy:
-            def __enter__(self):
-                if not session._lock.acquire(blocking=False):
-                    raise SessionError("busy: a propagation or an export is running (wait for it, or cancel it)")
-
-            def __exit__(self, *exc):
-                session._lock.release()
-
-        return Busy()
+        if not self._lock.acquire(blocking=False):
+            raise SessionError("busy: a propagation or an export is running (wait for it, or cancel it)")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _frame_index(self, t):
         if not isinstance(t, (int, np.integer)) or not 0 <= t < len(self):
