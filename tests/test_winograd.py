@@ -1,6 +1,6 @@
-"""Winograd F(4x4, 3x3) convolution (inference_core/winograd.py): the same numbers as
+"""Winograd F(4x4, 3x3) convolution (inference_core/winograd.py, winograd_conv.py): the same numbers as
 the direct convolution to float32 rounding, only where it is meant to run; the auto mode's
-decisions (cached, forced by the flags, within the memory budget)."""
+trials and decisions (kept per shape, forced by the flags, within the memory budget)."""
 import copy
 
 import pytest
@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from inference_core import winograd
-from inference_core.winograd import WinogradConv2d, conv3x3, transform_weight, use_winograd, winograd_plan
+from inference_core.winograd import WinogradConv2d, use_winograd, winograd_plan
+from inference_core.winograd_conv import Workspace, conv3x3, transform_weight
 from model.decoder import conv_input_part
 
 
@@ -43,6 +44,23 @@ def test_conv3x3_equals_the_direct_convolution(shape, out_channels, bias):
     # 1.4 units, F(4x4) within 13 (its transforms scale by up to 8).
     assert direct_error <= 2 * unit
     assert error <= 32 * unit, (error / unit, direct_error / unit)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_workspace_changes_no_number(bias):
+    """conv3x3 in a plan's reused Workspace (grown, then reused by smaller calls) gives the
+    bits of buffers allocated for the call."""
+    torch.manual_seed(0)
+    workspace = Workspace()
+    for shape, out_channels in [((2, 16, 40, 36), 8), ((1, 32, 7, 9), 16), ((3, 8, 21, 64), 12), ((1, 4, 1, 1), 2)]:
+        x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+        kernel = transform_weight(torch.randn(out_channels, shape[1], 3, 3))
+        b = torch.randn(out_channels) if bias else None
+        assert torch.equal(conv3x3(x, kernel, b, block_pixels=256, workspace=workspace),
+                           conv3x3(x, kernel, b, block_pixels=256))
+    assert workspace.nbytes() > 0
+    workspace.release()
+    assert workspace.nbytes() == 0
 
 
 def test_wrong_transform_is_caught():
@@ -143,8 +161,9 @@ def test_eval_scripts_use_winograd_on_the_cpu_only_when_asked(weights, tmp_path,
 
 
 # ----------------------------------------------------------------------------- the auto mode
-# Maps of N x H x W >= AUTO_MIN_PIXELS are timed; MARGIN forces the outcome (huge: Winograd
-# wins every pair; 0: it never does), so these tests do not depend on this machine's speed.
+# Maps of N x H x W >= AUTO_MIN_PIXELS are tried: real calls, direct and Winograd in turn, TRIALS
+# of each per shape. MARGIN and ABORT force the outcome (huge: Winograd wins and is never
+# stopped; MARGIN 0: it never wins), so these tests do not depend on this machine's speed.
 BIG = (1, 8, 48, 48)  # 2304 pixels
 
 
@@ -156,61 +175,67 @@ def auto_convs(count=1, budget=10**9):
     return model, reference_model, winograd_plan(model)
 
 
+@pytest.fixture
+def never_stopped(monkeypatch):
+    monkeypatch.setattr(winograd, "ABORT", 1e9)
+
+
 @pytest.mark.parametrize("margin,chosen", [(1e9, True), (0.0, False)])
-def test_auto_runs_the_algorithm_it_chose_bit_for_bit(monkeypatch, margin, chosen):
+def test_auto_tries_both_in_turn_then_runs_its_choice_bit_for_bit(monkeypatch, never_stopped, margin, chosen):
     monkeypatch.setattr(winograd, "MARGIN", margin)
     model, plain, plan = auto_convs()
     x = torch.randn(*BIG)
+    weight, bias = plain[0].weight, plain[0].bias
+    trials = 2 * winograd.TRIALS
     with torch.no_grad():
-        first, second = model(x), model(x)  # the first call decides (and returns the direct output)
-        direct = plain(x)
-        assert torch.equal(first, direct)
-        # Winograd where chosen: the numbers of conv3x3 with transform_weight (checked against
-        # float64 above); elsewhere the direct convolution's.
-        assert torch.equal(second, conv3x3(x, transform_weight(plain[0].weight), plain[0].bias) if chosen else direct)
-        # The same for a part of the input channels (the decoder's split convolutions).
-        part = [conv_input_part(model[0], x[:, 3:], 3, bias=plain[0].bias) for _ in range(2)]
-        direct = F.conv2d(x[:, 3:], plain[0].weight[:, 3:], plain[0].bias, padding=1)
-        assert torch.equal(part[0], direct)
-        assert torch.equal(part[1], conv3x3(x[:, 3:], transform_weight(plain[0].weight[:, 3:]), plain[0].bias)
-                           if chosen else direct)
+        # The whole convolution and a part of its input channels (the decoder's split convolutions).
+        for run, direct, fast in [
+                (lambda: model(x), plain(x), conv3x3(x, transform_weight(weight), bias)),
+                (lambda: conv_input_part(model[0], x[:, 3:], 3, bias=bias),
+                 F.conv2d(x[:, 3:], weight[:, 3:], bias, padding=1),
+                 conv3x3(x[:, 3:], transform_weight(weight[:, 3:]), bias))]:
+            outputs = [run() for _ in range(trials + 2)]
+            # The trial: real calls, direct first, then in turn (whatever the timings), each its
+            # algorithm's numbers; then the choice, bit for bit.
+            for i, out in enumerate(outputs[:trials]):
+                assert torch.equal(out, fast if i % 2 else direct)
+            for out in outputs[trials:]:
+                assert torch.equal(out, fast if chosen else direct)
     assert [d.winograd for d in plan.decisions.values()] == [chosen, chosen]
-    # Only the convolutions that chose Winograd keep a transformed kernel (36 x C x K floats).
+    # Only the convolutions that chose Winograd keep a transformed kernel (36 x C x K floats),
+    # and a workspace only while one of them runs.
     assert plan.kernels() == ({("0", 0, 8): 36 * 8 * 8 * 4, ("0", 3, 8): 36 * 5 * 8 * 4} if chosen else {})
+    assert (plan.workspace.nbytes() > 0) == chosen
 
 
-@pytest.mark.parametrize("mode", ["on", "off"])
-def test_forced_modes_run_one_algorithm_bit_for_bit(mode):
-    """--winograd on: every call of an eligible convolution by Winograd (the kernels of
-    transform_weight, also for a part of the input channels); off: nn.Conv2d's numbers."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(8, 8, 3, padding=1)
-    model = copy.deepcopy(conv)
-    use_winograd(model, mode=mode, min_channels=1)
-    x = torch.randn(*BIG)
-    with torch.no_grad():
-        if mode == "on":
-            whole = conv3x3(x, transform_weight(conv.weight), conv.bias)
-            part = conv3x3(x[:, 3:], transform_weight(conv.weight[:, 3:]), conv.bias)
-        else:
-            whole, part = conv(x), F.conv2d(x[:, 3:], conv.weight[:, 3:], conv.bias, padding=1)
-        for _ in range(2):
-            assert torch.equal(model(x), whole)
-            assert torch.equal(conv_input_part(model, x[:, 3:], 3, bias=conv.bias), part)
-
-
-def test_auto_decisions_are_cached_per_shape(monkeypatch):
+def test_auto_decisions_are_kept_per_shape(monkeypatch, never_stopped):
     monkeypatch.setattr(winograd, "MARGIN", 1e9)
     model, _, plan = auto_convs()
     with torch.no_grad():
+        for _ in range(2 * winograd.TRIALS):
+            model(torch.randn(*BIG))
+        decisions, trials = dict(plan.decisions), {k: (list(t.direct), list(t.winograd)) for k, t in plan.trials.items()}
+        assert len(decisions) == 1 and len(trials) == 1
         model(torch.randn(*BIG))
-        decisions, timings = dict(plan.decisions), dict(plan.timings)
-        assert len(decisions) == 1 and len(timings) == 1
-        model(torch.randn(*BIG))
-        assert plan.decisions == decisions and plan.timings == timings  # reused, not timed again
+        assert plan.decisions == decisions  # reused, not tried again
+        assert {k: (t.direct, t.winograd) for k, t in plan.trials.items()} == trials
         assert all(plan.decisions[k] is decisions[k] for k in decisions)
-        model(torch.randn(2, 8, 48, 48))  # a new shape: decided (and timed) on its own
-        assert len(plan.decisions) == 2 and len(plan.timings) == 2
+        model(torch.randn(2, 8, 48, 48))  # a new shape: tried on its own
+        assert len(plan.trials) == 2 and len(plan.decisions) == 1
+
+
+def test_auto_stops_a_slow_winograd_trial_and_runs_direct(monkeypatch):
+    """A Winograd call past ABORT times the direct time is stopped: that call's output is the
+    direct one, the shape lost, and its kernel and workspace are freed."""
+    monkeypatch.setattr(winograd, "ABORT", 0.0)
+    model, plain, plan = auto_convs()
+    x = torch.randn(*BIG)
+    with torch.no_grad():
+        outputs = [model(x) for _ in range(3)]
+    assert all(torch.equal(out, plain(x)) for out in outputs)
+    assert [d.winograd for d in plan.decisions.values()] == [False]
+    assert plan.kernels() == {} and plan.workspace.nbytes() == 0
+    assert len(next(iter(plan.trials.values())).direct) == 1  # decided at the first stopped trial
 
 
 def test_auto_keeps_small_maps_direct_without_timing():
@@ -218,26 +243,28 @@ def test_auto_keeps_small_maps_direct_without_timing():
     x = torch.randn(1, 8, 40, 48)  # 1920 pixels, under AUTO_MIN_PIXELS
     with torch.no_grad():
         assert torch.equal(model(x), plain(x)) and torch.equal(model(x), plain(x))
-    assert not plan.timings and [d.winograd for d in plan.decisions.values()] == [False]
+    assert not plan.trials and [d.winograd for d in plan.decisions.values()] == [False]
     assert plan.kernels() == {}
 
 
-def test_auto_keeps_kernels_within_its_budget(monkeypatch):
-    """Two convolutions that both win, room for one kernel: one keeps Winograd (and its kernel),
-    the other runs direct (refused, or evicted by a faster-per-byte one). No kernel over
-    KERNEL_SHARE of the budget is tried."""
+def test_auto_keeps_kernels_within_its_budget(monkeypatch, never_stopped):
+    """Two convolutions of one shape (one trial) that win, room for one kernel: one keeps
+    Winograd (and its kernel), the other runs direct (refused, or evicted by a faster-per-byte
+    one). No kernel over KERNEL_SHARE of the budget is tried."""
     monkeypatch.setattr(winograd, "MARGIN", 1e9)
     kernel_bytes = 36 * 8 * 8 * 4
     x = torch.randn(*BIG)
     model, _, plan = auto_convs(budget=kernel_bytes / winograd.KERNEL_SHARE - 1)
     with torch.no_grad():
-        model(x)  # a kernel over KERNEL_SHARE of the budget: direct, not even timed
-    assert not plan.timings and not any(d.winograd for d in plan.decisions.values())
+        model(x)  # a kernel over KERNEL_SHARE of the budget: direct, not even tried
+    assert not plan.trials and not any(d.winograd for d in plan.decisions.values())
     monkeypatch.setattr(winograd, "KERNEL_SHARE", 1.0)
     model, plain, plan = auto_convs(count=2, budget=kernel_bytes)
     with torch.no_grad():
-        model[1](model[0](x))
+        for _ in range(winograd.TRIALS + 1):
+            model[0](x), model[1](x)
         outputs = [model[0](x), model[1](x)]
+    assert len(plan.trials) == 1 and len(plan.decisions) == 2
     assert sum(d.winograd for d in plan.decisions.values()) == 1
     assert plan.kernel_bytes() == kernel_bytes
     for (name, _, _, _), decision in plan.decisions.items():
@@ -263,7 +290,7 @@ def test_transform_in_blocks_of_output_channels_is_exact(shape):
 def test_auto_decides_nothing_by_timing_on_the_eval_tests_frames(network):
     """With --winograd auto, the eval tests' 48 x 64 frames (e.g. tests/test_sharded_eval.py, whose 1 and 2 processes
     must write byte-identical results) have no map of AUTO_MIN_PIXELS: every decision is
-    direct, without timing, so no process can decide differently."""
+    direct, without a trial, so no process can decide differently."""
     from inference_core.acceleration import accelerate
     from inference_core.core import InferenceCore
     from tests.helpers_core import run_core
@@ -275,5 +302,5 @@ def test_auto_decides_nothing_by_timing_on_the_eval_tests_frames(network):
     mask = torch.zeros(48, 64, dtype=torch.long)
     mask[8:24, 8:24], mask[20:40, 30:60] = 1, 2
     run_core(InferenceCore(fast, PRESETS["davis2017"], "cpu"), frames, {0: (mask, [1, 2])})
-    assert plan.mode == "auto" and not plan.timings
+    assert plan.mode == "auto" and not plan.trials
     assert not any(d.winograd for d in plan.decisions.values()) and plan.kernels() == {}
