@@ -174,11 +174,12 @@ class WinogradPlan:
         won = trial.won() and self._reserve(owner, nbytes, (min(trial.direct) - min(trial.winograd)) / nbytes)
         self.decisions[key] = Decision(won, min(trial.direct), min(trial.winograd, default=None))
         if not won:
-            # Its kernel, those its shape's trial built, and the workspace its calls grew go.
+            # Its kernel goes; if the shape lost, also those its trial built and the workspace it grew.
             for loser in {owner} | (trial.owners if not trial.won() else set()):
                 if loser not in self._reserved:
                     self._kernels.pop(loser, None)
-            self.workspace.release()
+            if not trial.won():
+                self.workspace.release()
         if out is None:
             out = self._winograd(conv, x, start, stop, bias) if won else direct(x)
         return out

@@ -10,6 +10,7 @@ elementwise operations on blocks of tile rows (about 4,096 output pixels). Round
 13 float32 units (eps) of the sums' scale max(|w| * |x|), the direct convolution
 1.4 (its transforms scale by up to 8; tests/test_winograd.py checks against float64).
 """
+import math
 import time
 
 import torch
@@ -80,7 +81,7 @@ class Workspace:
 
     def take(self, like, *shapes):
         """Dense tensors of ``shapes`` with ``like``'s dtype and device, in one storage."""
-        sizes = [-(-_numel(shape) // self.ALIGN) * self.ALIGN for shape in shapes]
+        sizes = [-(-math.prod(shape) // self.ALIGN) * self.ALIGN for shape in shapes]
         need = sum(sizes)
         if self.storage is None or self.storage.numel() < need or self.storage.dtype != like.dtype \
                 or self.storage.device != like.device:
@@ -88,16 +89,9 @@ class Workspace:
             self.storage = like.new_empty(need)
         out, offset = [], 0
         for shape, size in zip(shapes, sizes):
-            out.append(self.storage[offset:offset + _numel(shape)].view(shape))
+            out.append(self.storage[offset:offset + math.prod(shape)].view(shape))
             offset += size
         return out
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def conv3x3(x, weight_t, bias=None, block_pixels=4096, deadline=None, workspace=None):
