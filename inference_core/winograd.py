@@ -175,10 +175,11 @@ class WinogradPlan:
         self.decisions[key] = Decision(won, min(trial.direct), min(trial.winograd, default=None))
         if not won:
             # Its kernel goes; if the shape lost, also those its trial built and the workspace it grew.
-            for loser in {owner} | (trial.owners if not trial.won() else set()):
+            shape_lost = not trial.won()
+            for loser in trial.owners | {owner} if shape_lost else {owner}:
                 if loser not in self._reserved:
                     self._kernels.pop(loser, None)
-            if not trial.won():
+            if shape_lost:
                 self.workspace.release()
         if out is None:
             out = self._winograd(conv, x, start, stop, bias) if won else direct(x)

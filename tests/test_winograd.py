@@ -208,6 +208,27 @@ def test_auto_tries_both_in_turn_then_runs_its_choice_bit_for_bit(monkeypatch, n
     assert (plan.workspace.nbytes() > 0) == chosen
 
 
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_forced_modes_run_one_algorithm_bit_for_bit(mode):
+    """--winograd on: every call of an eligible convolution by Winograd (the kernels of
+    transform_weight, also for a part of the input channels), in the plan's workspace;
+    off: nn.Conv2d's numbers."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    model = copy.deepcopy(conv)
+    use_winograd(model, mode=mode, min_channels=1)
+    x = torch.randn(*BIG)
+    with torch.no_grad():
+        if mode == "on":
+            whole = conv3x3(x, transform_weight(conv.weight), conv.bias)
+            part = conv3x3(x[:, 3:], transform_weight(conv.weight[:, 3:]), conv.bias)
+        else:
+            whole, part = conv(x), F.conv2d(x[:, 3:], conv.weight[:, 3:], conv.bias, padding=1)
+        for _ in range(2):
+            assert torch.equal(model(x), whole)
+            assert torch.equal(conv_input_part(model, x[:, 3:], 3, bias=conv.bias), part)
+
+
 def test_auto_decisions_are_kept_per_shape(monkeypatch, never_stopped):
     monkeypatch.setattr(winograd, "MARGIN", 1e9)
     model, _, plan = auto_convs()
