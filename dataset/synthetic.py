@@ -47,12 +47,12 @@ def _bounce(start, distance, low, high):
 class _Mover:
     """One textured shape with a closed-form trajectory (no state, so any frame renders alone)."""
 
-    def __init__(self, rng, size, colour, start):
+    def __init__(self, rng, size, colour, start, scale=1.0):
         height, width = size
         short = min(height, width)
         self.start = start
         shape = _SHAPES[rng.integers(len(_SHAPES))]
-        a, b = rng.uniform(0.14, 0.26, size=2) * short
+        a, b = rng.uniform(0.14, 0.26, size=2) * short * scale
         if shape == "ellipse":
             phi = np.linspace(0, 2 * np.pi, 48, endpoint=False)
             self.outline = np.stack([a * np.cos(phi), b * np.sin(phi)], 1)
@@ -147,11 +147,11 @@ def _distinct_colours(rng, count):
     return colours
 
 
-def _render_video(rng, size, num_frames, starts):
+def _render_video(rng, size, num_frames, starts, object_scale=1.0):
     """Frames (T x H x W x 3 uint8) and label maps (T x H x W uint8, object k -> k + 1).
 
-    Object k is present from frame ``starts[k]`` on. Scenes where a present
-    object is hidden below the minimum visible area are redrawn.
+    Object k is present from frame ``starts[k]`` on; ``object_scale`` scales the shapes' sizes.
+    Scenes where a present object is hidden below the minimum visible area are redrawn.
     """
     height, width = size
     min_area = MIN_VISIBLE_FRACTION * height * width
@@ -159,7 +159,7 @@ def _render_video(rng, size, num_frames, starts):
     for _ in range(_MAX_ATTEMPTS):
         background = _Background(rng, size, num_frames)
         colours = _distinct_colours(rng, len(starts))
-        movers = [_Mover(rng, size, colour, start) for colour, start in zip(colours, starts)]
+        movers = [_Mover(rng, size, colour, start, object_scale) for colour, start in zip(colours, starts)]
         depth_order = rng.permutation(len(movers))  # drawn back to front
         images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
         labels = np.zeros((num_frames, height, width), dtype=np.uint8)
@@ -209,13 +209,14 @@ def _check_common(num_videos, num_frames, size, max_objects, seed):
 
 
 def make_davis_dataset(root, num_sequences=4, num_frames=12, size=(96, 160), max_objects=2, seed=0,
-                       splits=("train", "val"), prefix="seq") -> dict[str, list[str]]:
+                       splits=("train", "val"), prefix="seq", object_scale=1.0) -> dict[str, list[str]]:
     """Write a DAVIS 2017 style dataset under ``root``; returns {split: [sequence names]}.
 
     Layout: JPEGImages/480p/<seq>/00000.jpg, Annotations/480p/<seq>/00000.png
     (DAVIS palette, ids 1..K in every frame, all objects present from frame 0),
     ImageSets/2017/<split>.txt and ImageSets/2016/<split>.txt (same lists: the
-    2016 evaluation merges all objects into one). ``size`` is (H, W).
+    2016 evaluation merges all objects into one). ``size`` is (H, W); ``object_scale`` scales
+    the objects (smaller: below 1).
     """
     size = _check_common(num_sequences, num_frames, size, max_objects, seed)
     names = {}
@@ -225,7 +226,7 @@ def make_davis_dataset(root, num_sequences=4, num_frames=12, size=(96, 160), max
             name = f"{prefix}_{split}_{index:03d}"
             rng = _video_rng(seed, "davis:" + split, index)
             num_objects = int(rng.integers(1, max_objects + 1))
-            images, labels = _render_video(rng, size, num_frames, [0] * num_objects)
+            images, labels = _render_video(rng, size, num_frames, [0] * num_objects, object_scale)
             for t in range(num_frames):
                 _write_jpeg(os.path.join(root, "JPEGImages", "480p", name, f"{t:05d}.jpg"), images[t])
                 save_palette_png(os.path.join(root, "Annotations", "480p", name, f"{t:05d}.png"), labels[t])

@@ -7,17 +7,16 @@ the benchmark's preset as defaults; the config validates them once.
 """
 import sys
 
+import torch
+
 from dataset.eval_datasets import SequenceError
 from inference_core import sharding
-from inference_core.acceleration import accelerate
 from inference_core.core import InferenceCore
 from inference_core.onnx_backend import onnx_backend
 from inference_core.video_runner import EXIT_SETUP, run_videos
-from inference_core.winograd import DEFAULT_MODE as WINOGRAD_DEFAULT
-from inference_core.winograd import MODES as WINOGRAD_MODES
 from model.checkpoint import CheckpointError, build_network
 from util.config import PRESETS, PROCESSING_SIZE, add_config_arguments, config_from_args
-from util.device import inference_amp_available, pick_device
+from util.device import cpu_native, inference_dtype, pick_device, precision_name
 from util.output_guard import refuse_overlap
 
 # What opening a dataset reader or building the core raises for bad input: the scripts exit with EXIT_SETUP.
@@ -36,12 +35,6 @@ def add_inference_arguments(parser, benchmark):
     speed = parser.add_argument_group("speed (the same results to float rounding; docs/speed.md)")
     speed.add_argument("--no_channels_last", action="store_true",
                        help="keep the convolutions in NCHW layout (default: channels-last, faster on CPU)")
-    speed.add_argument("--winograd", choices=WINOGRAD_MODES, default=WINOGRAD_DEFAULT,
-                       help="CPU: Winograd F(4x4, 3x3) for the 3x3 convolutions with 256+ channels: auto, "
-                            "where timed faster at their first call (within a memory budget); on, all of them "
-                            "(reproducible); off, none (default: %(default)s)")
-    speed.add_argument("--no_winograd", dest="winograd", action="store_const", const="off",
-                       help="the same as --winograd off")
     backend = parser.add_argument_group("backend (docs/deployment.md)")
     backend.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                          help="what runs the network: PyTorch, or ONNX Runtime with the graphs of --onnx "
@@ -51,27 +44,40 @@ def add_inference_arguments(parser, benchmark):
     add_config_arguments(parser, PRESETS[benchmark])
 
 
-def build_core(model, config, device=None, channels_last=True, winograd=WINOGRAD_DEFAULT, backend="torch",
-               onnx=None):
-    """Network (``model``: a checkpoint path), device and inference core for ``config``
-    (errors: CheckpointError, ValueError, RuntimeError). ``backend`` "onnxruntime": the graphs
-    in the folder ``onnx`` exported from ``model`` (no speed layer; OnnxError)."""
+def onnx_config(config):
+    """``config`` for the ONNX Runtime backend, whose graphs compute in float32: ``auto`` runs
+    float32 there; a reduced precision asked for by name is refused (ValueError)."""
+    if config.precision in ("fp32", "auto"):
+        return config.replace(precision="fp32")
+    flag = "--amp" if config.precision == "amp" else f"--precision {config.precision}"
+    raise ValueError(f"{flag} does not apply to --backend onnxruntime (its graphs compute in float32); "
+                     f"use --precision fp32 or auto")
+
+
+def build_core(model, config, device=None, channels_last=True, backend="torch", onnx=None):
+    """Network (``model``: a checkpoint path), device and inference core for ``config``, in
+    ``config.precision`` (fp32, bf16, fp16, auto, amp; errors: CheckpointError, ValueError,
+    RuntimeError). ``backend`` "onnxruntime": the graphs in the folder ``onnx`` exported from
+    ``model`` (float32, no speed layer; OnnxError)."""
     device = pick_device(device)
     if backend != "torch" or onnx is not None:
-        return InferenceCore(*onnx_backend(onnx, model, config, device, backend))
-    if config.amp and not inference_amp_available(device):
-        print(f"note: --amp has no effect on {device.type}; running in float32")
+        return InferenceCore(*onnx_backend(onnx, model, onnx_config(config), device, backend))
+    dtype = inference_dtype(config.precision, device)
+    if device.type == "cpu" and dtype != torch.float32 and not cpu_native(dtype):
+        print(f"note: this CPU has no native {precision_name(dtype)} (docs/speed.md); it is emulated, "
+              f"slower than fp32")
     if config.offload_memory and device.type != "cuda":
         print(f"note: --offload_memory has no effect on {device.type}; the memory is already in host memory")
-    network = accelerate(build_network(model, device), device, channels_last=channels_last, winograd=winograd)
+    network = build_network(model, device)
+    if channels_last:  # oneDNN and CUDA's tensor cores prefer it; TorchBackend follows the weights
+        network.to(memory_format=torch.channels_last)
     return InferenceCore(network, config, device)
 
 
 def core_from_args(args):
     """``build_core`` with the flags of ``add_inference_arguments``."""
-    return build_core(args.model, config_from_args(args), args.device,
-                      channels_last=not args.no_channels_last, winograd=args.winograd, backend=args.backend,
-                      onnx=args.onnx)
+    return build_core(args.model, config_from_args(args), args.device, channels_last=not args.no_channels_last,
+                      backend=args.backend, onnx=args.onnx)
 
 
 def run_evaluation(args, open_dataset, out_dir_of, after_video=None, finish=None):

@@ -31,6 +31,7 @@ nothing changes.
 import random
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -41,18 +42,19 @@ from inference_core.sampler import IsogenousSampler
 from model.aggregate import soft_aggregate
 from model.value_encoder import other_objects
 from util.config import InferenceConfig  # noqa: F401  (the core's config; imported from here by users)
-from util.device import amp_dtype, inference_amp_available, synchronize
+from util.device import inference_dtype, synchronize
 from util.tensor_util import pad_divide_by, unpad
 
 
 @dataclass
 class FrameResult:
     """A frame ``InferenceCore.run`` processed: its probabilities (1 + K, H, W), whether it
-    was asked for as an output, and the seconds spent in ``step`` (device synchronised)."""
+    was asked for as an output, and with ``run(..., timed=True)`` the seconds spent in ``step``
+    (device synchronised before and after; None otherwise)."""
     index: int
     prob: torch.Tensor
     output: bool
-    seconds: float
+    seconds: Optional[float] = None
 
 
 @dataclass
@@ -77,7 +79,8 @@ class InferenceCore:
         if store_device is None:
             store_device = "cpu" if config.offload_memory and self.device.type == "cuda" else self.device
         self.store_device = torch.device(store_device)
-        self.use_amp = config.amp and inference_amp_available(self.device)
+        # What the convolutions compute in (config.precision on this device; util/device.py).
+        self.dtype = inference_dtype(config.precision, self.device)
         self.procedure = make_procedure(config)
         self.start_video()
 
@@ -98,12 +101,17 @@ class InferenceCore:
         self.sampler = IsogenousSampler.from_config(self.config)
         self.procedure.start_video()
 
+    @property
+    def use_amp(self):
+        """Whether the steps run under autocast (a reduced ``dtype``)."""
+        return self.dtype != torch.float32
+
     def autocast(self):
-        """The autocast context of this core's steps (``config.amp`` where the device has it)."""
-        return torch.autocast(self.device.type, dtype=amp_dtype(self.device), enabled=self.use_amp)
+        """The autocast context of this core's steps (``dtype``; disabled in float32)."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.use_amp)
 
     # ---- the frame loop ------------------------------------------------------------
-    def run(self, frames, given, outputs=None):
+    def run(self, frames, given, outputs=None, timed=False):
         """Segment a video: yields a ``FrameResult`` for every frame run through the network.
 
         ``frames``: a sequence of (3, H, W) ImageNet-normalised frames (``len`` and
@@ -112,7 +120,9 @@ class InferenceCore:
         new object ids)} or {t: (mask, new ids, corrected ids)} (corrections: masks of
         known objects that replace their prediction; see ``step``). ``outputs``: the
         frames wanted (None: all); frames that are neither outputs nor memorised are
-        skipped, as in the reference.
+        skipped, as in the reference. ``timed``: each result's ``seconds`` in ``step``, the device
+        synchronised before and after every frame (the benchmarks, the eval scripts' FPS);
+        otherwise no synchronisation, so a GPU's work overlaps the caller's.
         """
         self.start_video()
         count = len(frames)
@@ -127,6 +137,10 @@ class InferenceCore:
             current = ahead[1] if ahead is not None and ahead[0] == t else frames[t]
             following = None if last else frames[t + 1]
             ahead = (t + 1, following)
+            if not timed:
+                yield FrameResult(t, self.step(current, following, mask=mask, new_objects=new,
+                                               corrected_objects=corrected), output)
+                continue
             synchronize(self.device)
             start = time.perf_counter()
             prob = self.step(current, following, mask=mask, new_objects=new, corrected_objects=corrected)
@@ -262,6 +276,7 @@ class InferenceCore:
         # "Other objects" covers every object of every group, not only the encoded ones.
         others = other_objects(object_prob.unsqueeze(0))[:, index]
         value, pos_value = self.backend.encode_value(frame, f16, object_prob[index].unsqueeze(0), next_frame, others)
+        key, value, pos_value = self._stored(key), self._stored(value), self._stored(pos_value)
         offset = 0
         for g in groups:
             count = len(self.banks[g].objects)
@@ -271,6 +286,14 @@ class InferenceCore:
                 self.banks[g].add(t, key, v, pv)
             else:
                 self.banks[g].set_temporary(t, key, v, pv)
+
+    @staticmethod
+    def _stored(tensor):
+        """A memory tensor as the memory holds it: float32, in every precision. Exact (it was
+        computed in the reduced type), so the readouts see the same numbers as from a
+        reduced-type memory, with no float32 copy of the frames read on every read
+        (docs/speed.md: measured). A no-op in float32."""
+        return tensor.float()
 
     # ---- what the memory holds (diagnostics, tests, benchmarks) ------------------------
     def _bank_of(self, object_id):

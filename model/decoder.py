@@ -20,11 +20,7 @@ class PreparedQuery:
 def conv_input_part(conv, x, start, stop=None, bias=None):
     """``conv`` over its input channels start:stop only (stop None: to the last; x
     holds exactly those channels), plus ``bias``: one term of a convolution split by
-    input channels. A convolution replaced for speed at inference
-    (inference_core/acceleration.py) computes its part with ``forward_input_part``."""
-    part = getattr(conv, "forward_input_part", None)
-    if part is not None:
-        return part(x, start, stop, bias)
+    input channels."""
     return F.conv2d(x, conv.weight[:, start:stop], bias, padding=conv.padding)
 
 

@@ -2,16 +2,15 @@
 
 The baseline is the core as it was before the speed work (scripts/baseline_core.py:
 per-read ``IMSFR.segment`` with per-object decoder, dense top-k readout); the optimised
-path is ``InferenceCore`` with the eval scripts' speed layer (inference_core/acceleration.py:
-channels-last, and on the CPU Winograd F(4x4, 3x3) where it pays, --winograd; inference_core/winograd.py).
+path is ``InferenceCore`` as the eval scripts build it (inference_core/cli.py: channels-last weights).
 Both use the same random-init network (or --model) on the same synthetic video,
 runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:
 
 * per-frame time (s, time in ``core.step`` over the video, synchronised on CUDA)
   for 1, 2 and 4 objects (--objects), baseline and optimised, and their ratio;
-  with --amp also the optimised path under autocast (float16 on CUDA, bfloat16
-  on CPUs with native bfloat16);
+  with --precision bf16|fp16|auto (or the reference's --amp) also both paths in that
+  precision, where it resolves to a reduced one (util/device.py: inference_dtype);
 * the memory read per frame: long-term memory frames read per object and the
   MiB of keys and values the three readouts read;
 * a per-component table (key encoder, value encoder, readouts, gate, decoder,
@@ -21,7 +20,7 @@ runs interleaved (baseline, optimised, baseline, ...),
   and with the core skipping the frames nothing needs (``will_process``).
 
     python scripts/benchmark_inference.py --frames 8 --repeats 3          # 854x480, ResNet-101
-    python scripts/benchmark_inference.py --device cuda --amp --json out.json
+    python scripts/benchmark_inference.py --device cuda --precision auto --json out.json
     python scripts/benchmark_inference.py --frames 6 --height 240 --width 432 --backbone resnet18
     python scripts/benchmark_inference.py --backend onnxruntime --objects 2 --no_components --youtube_frames 0
         (also ONNX Runtime, this run's network exported first, and PyTorch without the speed layer
@@ -41,16 +40,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from inference_core.acceleration import accelerate  # noqa: E402
 from inference_core.core import InferenceCore  # noqa: E402
 from inference_core.memory_reader import FrameReader  # noqa: E402
-from inference_core.winograd import DEFAULT_MODE as WINOGRAD_DEFAULT, MODES as WINOGRAD_MODES  # noqa: E402
 from model.aggregate import soft_aggregate  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
 from scripts.baseline_core import baseline_core  # noqa: E402
-from util.config import PRESETS  # noqa: E402
-from util.device import amp_dtype, inference_amp_available, pick_device, synchronize  # noqa: E402
+from util.config import PRECISIONS, PRESETS  # noqa: E402
+from util.device import inference_dtype, pick_device, precision_name, synchronize  # noqa: E402
 from util.tensor_util import pad_divide_by  # noqa: E402
 
 
@@ -106,7 +103,7 @@ def run_video(core, frames, given, outputs=None):
     """Seconds in ``core.step`` over the video (``InferenceCore.run``: frames that are neither
     outputs nor memorised are skipped), memory read per processed frame, frames processed."""
     seconds, reads = 0.0, []
-    for result in core.run(frames, given, outputs):
+    for result in core.run(frames, given, outputs, timed=True):
         seconds += result.seconds
         if core.banks and result.index not in given:
             reads.append(memory_read(core))
@@ -159,20 +156,6 @@ def components(base_core, fast_core, frames, given, repeats, device):
     return table
 
 
-def amp_accuracy(network, args, device):
-    """fp32 against --amp through eval_davis.py on a synthetic DAVIS 2017 set, this run's network
-    (scripts/compare_eval_runs.py: J&F of both, label agreement over all pixels, time)."""
-    import tempfile
-
-    from scripts.compare_eval_runs import compare_runs, synthetic_davis
-
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = os.path.join(tmp, "weights.pth")
-        torch.save(network.state_dict(), weights)
-        root = synthetic_davis(os.path.join(tmp, "DAVIS"), *args.amp_accuracy)
-        return dict(compare_runs(weights, root, [("fp32", []), ("amp", ["--amp"])], device), size=args.amp_accuracy)
-
-
 def onnx_backend(network, args, device):
     """(ONNX Runtime backend, export seconds): --onnx, or this run's network exported to a temporary folder."""
     import tempfile
@@ -200,8 +183,11 @@ def main(argv=None):
     parser.add_argument("--backbone", default="resnet101", choices=["resnet18", "resnet50", "resnet101"],
                         help="key encoder of the random-init network (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
-    parser.add_argument("--amp", action="store_true",
-                        help="also time the optimised path under autocast (float16 on CUDA, bfloat16 on CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="also time both paths in this precision where it is not fp32 on the device "
+                             "(auto: fp16 on CUDA, bf16 on CPUs with native bfloat16; default: %(default)s)")
+    parser.add_argument("--amp", dest="precision", action="store_const", const="amp",
+                        help="the reference's --amp: --precision fp16 on CUDA, bf16 elsewhere")
     parser.add_argument("--frames", type=int, default=8, help="frames per video (default: %(default)s)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
@@ -214,15 +200,9 @@ def main(argv=None):
                         help="memory/sampler settings of the timed videos (default: %(default)s)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="optimised path with channels-last convolution weights (default: %(default)s)")
-    parser.add_argument("--winograd", choices=WINOGRAD_MODES, default=WINOGRAD_DEFAULT,
-                        help="optimised path, CPU float32: Winograd F(4x4, 3x3) where timed faster (auto), on "
-                             "all 3x3 256+-channel convolutions, or off (default: %(default)s, as the eval scripts)")
     parser.add_argument("--youtube_frames", type=int, default=16,
                         help="frames of the YouTube-style sparse-output video (0: skip it; default: %(default)s)")
     parser.add_argument("--no_components", action="store_true", help="skip the per-component table")
-    parser.add_argument("--amp_accuracy", type=int, nargs=4, metavar=("SEQUENCES", "FRAMES", "H", "W"),
-                        help="also run eval_davis.py in fp32 and with --amp on a synthetic DAVIS 2017 set of this "
-                             "size and compare J&F and labels (the network of this run, saved to a temp file)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="onnxruntime: also time ONNX Runtime and PyTorch without the speed layer (fp32)")
     parser.add_argument("--onnx", help="graphs of scripts/export_onnx.py (default: export this run's network)")
@@ -242,28 +222,27 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         device = pick_device(args.device)
+        reduced = precision_name(inference_dtype(args.precision, device))
         base_net = make_network(args, device)
-    except (CheckpointError, RuntimeError) as error:
+    except (CheckpointError, RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # The eval scripts' speed layer (Winograd: CPU float32 only, not under autocast).
-    fast_net = accelerate(copy.deepcopy(base_net), device, channels_last=args.channels_last == "on",
-                          winograd=args.winograd)
-    amp = args.amp and inference_amp_available(device)
-    if args.amp and not amp:
-        print(f"note: no mixed precision on {device.type}; AMP rows skipped")
+    fast_net = copy.deepcopy(base_net)  # as the eval scripts build it (inference_core/cli.py)
+    if args.channels_last == "on":
+        fast_net.to(memory_format=torch.channels_last)
+    if args.precision != "fp32" and reduced == "fp32":
+        print(f"note: --precision {args.precision} is fp32 on this {device.type}; reduced-precision rows skipped")
     preset = PRESETS[args.benchmark]
     ort, export_seconds = onnx_backend(base_net, args, device) if args.backend == "onnxruntime" else (None, None)
 
-    def cores(use_amp):
-        config = preset.replace(amp=use_amp)
+    def cores(precision):
+        config = preset.replace(precision=precision)
         return baseline_core(base_net, config, device), InferenceCore(fast_net, config, device)
 
     result = dict(device=str(device), cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads(),
                   size=[args.height, args.width], frames=args.frames, backbone=args.model or args.backbone,
                   benchmark=args.benchmark, repeats=args.repeats, channels_last=args.channels_last,
-                  winograd=args.winograd,
-                  amp_dtype=str(amp_dtype(device)).replace("torch.", "") if amp else None,
+                  precision=args.precision, reduced=reduced if reduced != "fp32" else None,
                   load_start=load(), per_frame=[], components=None, youtube=None, onnx_export_seconds=export_seconds,
                   ort=dict(threads=args.ort_threads or args.threads, optimization=args.ort_optimization) if ort else None)
     print(f"device {device} ({result['cpu'] if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
@@ -272,16 +251,16 @@ def main(argv=None):
           f"{args.repeats} interleaved repeats, load {result['load_start']:.2f}", flush=True)
 
     # ---- per-frame time -------------------------------------------------------------------
-    variants = [("fp32", False)] + ([(result["amp_dtype"], True)] if amp else [])
+    variants = ["fp32"] + ([reduced] if reduced != "fp32" else [])
     for num_objects in object_counts:
         frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
         given = {0: (mask, list(range(1, num_objects + 1)))}
-        for precision, use_amp in variants:
-            base_core, fast_core = cores(use_amp)
+        for precision in variants:
+            base_core, fast_core = cores(precision)
             paths = [("optimised", fast_core)]
             if num_objects in baseline_counts:
                 paths.insert(0, ("baseline", base_core))
-            if ort is not None and not use_amp:
+            if ort is not None and precision == "fp32":
                 paths += [("plain", InferenceCore(base_net, preset, device)), ("onnxruntime", InferenceCore(
                     ort, preset, device))]
             for core in [core for name, core in paths if name != "baseline"]:
@@ -314,7 +293,7 @@ def main(argv=None):
     if not args.no_components:
         num_objects = 2 if 2 in object_counts else object_counts[0]
         frames, mask = synthetic_video(args.frames, args.height, args.width, num_objects, device)
-        base_core, fast_core = cores(False)
+        base_core, fast_core = cores("fp32")
         result["components"] = dict(objects=num_objects, **components(
             base_core, fast_core, frames, {0: (mask, list(range(1, num_objects + 1)))}, args.repeats, device))
 
@@ -331,12 +310,6 @@ def main(argv=None):
             s, _, processed = run_video(core, frames, {0: (mask, [1]), appear: (mask, [2])}, wanted)
             yt[name] = dict(processed=processed, seconds=s, per_video_frame=s / n, per_processed_frame=s / processed)
         result["youtube"] = yt
-
-    if args.amp_accuracy:
-        if not inference_amp_available(device):
-            print(f"note: no mixed precision on {device.type}; --amp_accuracy skipped")
-        else:
-            result["amp_accuracy"] = amp_accuracy(base_net, args, device)
 
     result["load_end"] = load()
     if device.type == "cuda":
@@ -384,13 +357,6 @@ def print_tables(result):
         for name in ("all frames", "skipping"):
             r = yt[name]
             print(f"| {name} | {r['processed']} | {r['seconds']:.2f} | {r['per_video_frame']:.3f} |")
-    if result.get("amp_accuracy"):
-        from scripts.compare_eval_runs import format_comparison
-
-        acc = result["amp_accuracy"]
-        print(f"\n--amp against fp32 on the synthetic DAVIS 2017 val set ({acc['size'][0]} sequences of "
-              f"{acc['size'][1]} frames, {acc['size'][2]}x{acc['size'][3]}; eval_davis.py, this run's network):")
-        print(format_comparison(acc))
     print(f"\nload average {result['load_start']:.2f} at start, {result['load_end']:.2f} at end; "
           f"peak memory {result['peak_memory_mib']:.0f} MiB")
 

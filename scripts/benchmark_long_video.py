@@ -13,7 +13,7 @@ the first report to the last next to the bytes of the budgeted store itself,
 and the ratio of the last window's time per frame to the first's.
 
     python scripts/benchmark_long_video.py --frames 3000 --memory_budget 20 --json long.json
-    python scripts/benchmark_long_video.py --device cuda --amp --height 480 --width 854 --offload_memory
+    python scripts/benchmark_long_video.py --device cuda --precision auto --height 480 --width 854 --offload_memory
 
 A benchmark (figures), not a test. The network is randomly initialised unless
 --model is given: speed and memory do not depend on the weights.
@@ -34,8 +34,8 @@ import torch  # noqa: E402
 from inference_core.core import InferenceCore  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
-from util.config import PRESETS  # noqa: E402
-from util.device import amp_available, pick_device  # noqa: E402
+from util.config import PRECISIONS, PRESETS  # noqa: E402
+from util.device import inference_dtype, pick_device, precision_name  # noqa: E402
 
 MIB = 2 ** 20
 _CHILD_PREFIX = "@@result "
@@ -121,7 +121,7 @@ def run_one(args, budget):
     else:
         torch.manual_seed(0)
         network = IMSFR(pretrained=False, key_backbone=args.backbone).to(device).eval()
-    config = PRESETS[args.benchmark].replace(memory_budget=budget, amp=args.amp, offload_memory=args.offload_memory,
+    config = PRESETS[args.benchmark].replace(memory_budget=budget, precision=args.precision, offload_memory=args.offload_memory,
                                              seed=args.seed, mem_every=args.mem_every or PRESETS[args.benchmark].mem_every)
     core = InferenceCore(network, config, device)
     video = SyntheticVideo(args.height, args.width, args.objects, seed=args.seed)
@@ -129,7 +129,7 @@ def run_one(args, budget):
         torch.cuda.reset_peak_memory_stats(device)
     reports, window, window_frames = [], 0.0, 0
     given = {0: (video.mask(0).to(device), list(range(1, args.objects + 1)))}
-    for result in core.run(video.frames(args.frames, device), given):
+    for result in core.run(video.frames(args.frames, device), given, timed=True):
         t = result.index
         window += result.seconds
         window_frames += 1
@@ -175,7 +175,10 @@ def main(argv=None):
     parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50", "resnet101"],
                         help="key encoder of the random-init network (default: %(default)s)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32, bf16, fp16 or auto, as the eval scripts (default: %(default)s)")
+    parser.add_argument("--amp", dest="precision", action="store_const", const="amp",
+                        help="the reference's --amp: --precision fp16 on CUDA, bf16 elsewhere")
     parser.add_argument("--offload_memory", action="store_true", help="long-term memory in pinned CPU memory (CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--parallel", action="store_true",
@@ -196,9 +199,12 @@ def main(argv=None):
         print(_CHILD_PREFIX + json.dumps(reports), flush=True)
         return 0
 
-    device = pick_device(args.device)
-    if args.amp and not amp_available(device):
-        print(f"note: --amp has no effect on {device.type}")
+    try:
+        device = pick_device(args.device)
+        precision = precision_name(inference_dtype(args.precision, device))
+    except (RuntimeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.offload_memory and device.type != "cuda":
         print(f"note: --offload_memory has no effect on {device.type}")
     machine = dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
@@ -207,7 +213,7 @@ def main(argv=None):
                    threads=args.threads or torch.get_num_threads())
     print(f"{args.frames} frames at {args.height}x{args.width}, {args.objects} object(s), {args.benchmark} preset"
           f"{', mem_every ' + str(args.mem_every) if args.mem_every else ''}, {args.backbone if not args.model else args.model}"
-          f", {machine['device']} ({machine['cpus']} CPUs, {machine['threads']} torch threads)")
+          f", {machine['device']} ({machine['cpus']} CPUs, {machine['threads']} torch threads), {precision}")
     peak_name = "peak GPU memory allocated" if device.type == "cuda" else "peak process RSS"
     results = {}
     kinds = ["budget"] + ([] if args.no_unbounded else ["none"])

@@ -1,6 +1,7 @@
 """Write a small synthetic dataset in the DAVIS 2017 or YouTube-VOS layout.
 
     python scripts/make_synthetic.py --format davis --out DIR [--num N --frames T --size H W --objects K --seed S]
+        [--object_scale F]
     python scripts/make_synthetic.py --format youtube --out DIR [--split valid|test|train ...]
 
 The same seed always gives the same files.
@@ -23,6 +24,8 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(96, 160))
     parser.add_argument("--objects", type=int, help="maximum objects per video (davis 2, youtube 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--object_scale", type=float, default=1.0,
+                        help="davis: scale of the objects' sizes (below 1: smaller; default: %(default)s)")
     parser.add_argument("--splits", nargs="+", default=["train", "val"], help="davis: ImageSets splits")
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"), help="youtube split")
     parser.add_argument("--frame_step", type=int, default=5, help="youtube: frame i is named i * step")
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
             if args.num is not None:
                 options["num_sequences"] = args.num
             names = make_davis_dataset(args.out, size=tuple(args.size), seed=args.seed, splits=tuple(args.splits),
-                                       **options)
+                                       object_scale=args.object_scale, **options)
             for split, sequences in names.items():
                 print(f"{split}: {len(sequences)} sequences")
         else:

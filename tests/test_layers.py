@@ -82,7 +82,7 @@ def test_only_the_ui_module_imports_gradio():
 
 @pytest.mark.parametrize("package,source,bad", [
     ("model", "import torch\nfrom util.config import PRESETS\n", False),
-    ("model", "def f():\n    from inference_core.winograd import use_winograd\n", True),  # inside a function
+    ("model", "def f():\n    from inference_core.sampler import IsogenousSampler\n", True),  # inside a function
     ("model", "import dataset.eval_datasets\n", True),
     ("util", "from dataset import DatasetError\n", True),
     ("inference_core", "from training.trainer import Trainer\n", True),  # same layer, other package

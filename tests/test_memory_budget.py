@@ -170,7 +170,7 @@ def held_state(obj, path="core", out=None, seen=None):
     {path: length or storage bytes}."""
     out = {} if out is None else out
     seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, (int, float, str, bool, type(None), random.Random, torch.device,
+    if id(obj) in seen or isinstance(obj, (int, float, str, bool, type(None), random.Random, torch.device, torch.dtype,
                                            torch.nn.Module, slice)):
         return out
     seen.add(id(obj))

@@ -42,6 +42,9 @@ MAX_JUMP_SCHEDULE = {
 
 # ----------------------------------------------------------------------------- inference
 PROCEDURES = ("davis", "youtube")
+# Inference precisions (util/device.py: inference_dtype); "amp" is the reference's --amp.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISION_ALIASES = ("amp",)
 
 
 def anchor_span(anchors):
@@ -84,10 +87,11 @@ def _budget(text):
     return value
 
 
-def _option(default, help, parse=None, aliases=(), **argparse_options):
-    """A config field with what its command-line flag needs (``add_config_arguments``)."""
+def _option(default, help, parse=None, aliases=(), switches=None, **argparse_options):
+    """A config field with what its command-line flag needs (``add_config_arguments``);
+    ``switches``: {flag: (value, help)}, flags that set the field to a value."""
     return dataclasses.field(default=default, metadata=dict(help=help, parse=parse, aliases=aliases,
-                                                            options=argparse_options))
+                                                            switches=switches or {}, options=argparse_options))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +120,13 @@ class InferenceConfig:
                              "'youtube' (one draw per object, schedule restarts where objects appear, double "
                              "aggregation there), as the reference's scripts", str, choices=PROCEDURES)
     seed: int = _option(0, "seed of the memory sampler, restarted per video", int)
-    amp: bool = _option(False, "mixed precision: float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
-                               "(docs/speed.md; off by default)")
+    # What the convolutions and matrix products compute in (util/device.py: inference_dtype); the
+    # memory's affinities, the probabilities, the soft aggregation and the argmax stay float32.
+    precision: str = _option("fp32", "fp32; bf16 or fp16 (autocast; any CPU, emulated where not native: slower); "
+                                     "auto: fp16 on CUDA, bf16 on CPUs with native bfloat16 (AVX-512 BF16, AMX), "
+                                     "else fp32 (docs/speed.md)", str, choices=PRECISIONS,
+                             switches={"--amp": ("amp", "the reference's --amp: --precision fp16 on CUDA, bf16 "
+                                                        "elsewhere")})
     # Project's own (docs/long-videos.md): at most this many long-term frames per memory bank,
     # anchors kept, the rest a reservoir sample (inference_core/memory_bank.py). None: every
     # memorised frame, as the reference.
@@ -136,9 +145,16 @@ class InferenceConfig:
         if self.mem_every < 1 or self.top_k < 1:
             raise ValueError(f"mem_every and top_k must be at least 1, got {self.mem_every} and {self.top_k}")
         check_sampler(self.sample_threshold, self.sample_fraction, self.anchors)
+        if self.precision not in PRECISIONS + PRECISION_ALIASES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.memory_budget is not None and self.memory_budget < minimum_budget(self.anchors):
             raise ValueError(f"memory_budget must be at least {minimum_budget(self.anchors)} for the anchors "
                              f"{self.anchors} (they are kept, plus one reservoir slot), got {self.memory_budget}")
+
+    @property
+    def amp(self):
+        """Whether a reduced precision was asked for (it may resolve to float32 on the device: ``auto``)."""
+        return self.precision != "fp32"
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
@@ -157,7 +173,7 @@ PRESETS = {
     "davis2016": InferenceConfig(top_k=12, mem_every=6, sample_threshold=8, sample_fraction=0.1, anchors=(0, -2)),
     "youtube": InferenceConfig(top_k=20, mem_every=3, sample_threshold=10, sample_fraction=0.6,
                                anchors=(0, 1, -5, -4, -3, -2), procedure="youtube"),
-    "generic": InferenceConfig(procedure="youtube", memory_budget=50),
+    "generic": InferenceConfig(procedure="youtube", memory_budget=50, precision="auto"),
 }
 # Frames are processed with the shorter side scaled down to this (-1: original size).
 PROCESSING_SIZE = {"davis2017": -1, "davis2016": -1, "youtube": 480, "generic": 480}
@@ -176,6 +192,8 @@ def add_config_arguments(parser, preset: InferenceConfig):
             default = list(default)
         group.add_argument(*names, dest=field.name, type=meta["parse"], default=default,
                            help=meta["help"] + " (default: %(default)s)", **meta["options"])
+        for flag, (value, text) in meta["switches"].items():
+            group.add_argument(flag, dest=field.name, action="store_const", const=value, help=text)
     return group
 
 
