@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from interactive.session import Session, load_core  # noqa: E402
 from model.network import IMSFR  # noqa: E402
 from scripts.benchmark_long_video import SyntheticVideo  # noqa: E402
-from util.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from util.config import IMAGENET_MEAN, IMAGENET_STD, PRECISIONS  # noqa: E402
 
 MIB = 2 ** 20
 
@@ -61,6 +61,8 @@ def main(argv=None):
     parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50", "resnet101"],
                         help="key encoder of the random-init network (default: %(default)s; the paper's: resnet101)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="what the network computes in (the demo's default is auto; default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--workdir", default=None, help="video, frame cache and masks (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -81,17 +83,17 @@ def main(argv=None):
         torch.manual_seed(0)
         model = os.path.join(workdir, f"random_{args.backbone}.pth")
         torch.save(IMSFR(pretrained=False, key_backbone=args.backbone).state_dict(), model)
-    session = Session(load_core(model, args.device, args.memory_budget), video=path, workdir=workdir)
+    session = Session(load_core(model, args.device, args.memory_budget, args.precision), video=path, workdir=workdir)
     session.set_mask(0, video.mask(0).numpy().astype(np.uint8))
     readings = {}
 
-    def progress(done, total):
+    def progress(frame, done, total):
         if done in (args.check, total):
             readings[done] = (peak_rss(), time.perf_counter())
             print(f"  {done:>6} frames: peak RSS {readings[done][0] / MIB:.1f} MiB", flush=True)
 
     start = time.perf_counter()
-    result = session.propagate(0, progress=progress)
+    result = session.propagate(0, progress=progress, timed=True)
     wall = time.perf_counter() - start
     (first, _), (last, _) = readings[args.check], readings[args.frames]
     held = sum(bank.held_bytes() for bank in session.core.banks)

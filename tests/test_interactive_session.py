@@ -1,6 +1,6 @@
-"""The interactive session without a browser (issue 19): eval_generic.py's results from a
-first-frame mask, corrections, backward propagation, grabCut boxes, the frame cache,
-export with the output guard, and bad input."""
+"""The interactive session without a browser: eval_generic.py's results from a first-frame mask,
+corrections, backward propagation, grabCut boxes, the frame cache, cancel, export with the output
+guard, and bad input. (Persistence, stale edits and undo: tests/test_interactive_store.py.)"""
 import os
 import zipfile
 
@@ -18,8 +18,7 @@ from util.output_guard import MANIFEST
 from util.palette import load_annotation
 
 FRAMES = 8
-# The scripts and the session load the test weights through build_network: one network for both, so
-# that the speed layer's per-convolution choices (inference_core/winograd.py) are the same too.
+# The scripts and the session load the test weights through build_network: read them once for both.
 pytestmark = pytest.mark.usefixtures("cached_network")
 
 
@@ -83,7 +82,7 @@ def test_backward_reaches_most_of_forward(tracker_weights, tmp_path):
     session.set_mask(0, truth[0])
     session.propagate(0)
     forward = j_and_f(truth, [session.mask(t) for t in range(16)])
-    other = Session(session.core, video=path, workdir=str(tmp_path / "work"))
+    other = Session(session.core, video=path, workdir=str(tmp_path / "work"), new=True)
     other.set_mask(15, truth[15])
     result = other.propagate(15, "backward")
     assert result.frames == list(range(15, -1, -1))
@@ -130,14 +129,14 @@ def test_cancel_stops_between_frames_and_keeps_what_was_written(core, clip, tmp_
     session.set_mask(0, load_annotation(clip[2]))
     calls = []
 
-    def progress(done, total):
-        calls.append((done, total))
+    def progress(frame, done, total):
+        calls.append((frame, done, total))
         if done == 3:
             session.cancel()
 
     result = session.propagate(0, progress=progress)
     assert result.cancelled and result.frames == [0, 1, 2]
-    assert calls == [(1, FRAMES), (2, FRAMES), (3, FRAMES)]
+    assert calls == [(0, 1, FRAMES), (1, 2, FRAMES), (2, 3, FRAMES)]
     assert session.mask(2).any() and not session.mask(5).any()
     assert not session.propagate(0).cancelled  # the next run is not cancelled
 

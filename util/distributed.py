@@ -65,7 +65,10 @@ def launch_environment(local_rank_arg=None):
 
 
 def port_is_free(port: int, host: str = "") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """True if ``host``:``port`` (IPv4, or IPv6 for a host with a colon) can be bound now by a server that,
+    like uvicorn's and c10d's, sets SO_REUSEADDR (so a port whose last connections linger in TIME_WAIT is free)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
