@@ -1,239 +1,315 @@
-"""The interactive demo's web UI (Gradio Blocks): a thin layer over ``interactive.session.Session``.
+"""The interactive demo's web page (Gradio Blocks): a thin layer over ``interactive.session.Session``.
 
-One session at a time (a local, single-user app): the video given on the command line
-or opened in the page. Every handler turns a user error into a message in the page
-(the status line and a toast) and in the log, and leaves the session as it was.
-This is the only module that imports gradio.
+The server's session is the truth. Every page shows it as it is when the page loads (a load event),
+and the page's own copy is only what it displays: the canvas (interactive/canvas.py) sends each
+stroke, click and box when it is made, with the state of the frame it was drawn on, and the session
+refuses it if the frame changed since. Propagation runs in a thread of its own; every open page polls
+twice a second and shows the frame last written, the progress, and, when the run ends, the new masks.
+One session at a time (a local, single-user app); all pages show that one. This is the only module
+besides canvas.py that imports gradio.
 """
+import dataclasses
+import html
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 
 import gradio as gr
-import numpy as np
 
+from interactive import canvas
 from interactive.frames import resize_labels
-from interactive.session import MAX_OBJECTS, Session, SessionError, load_core
+from interactive.session import Session, SessionError, StaleEdit, load_core
+from interactive.store import SessionStore, video_digest
 from model.checkpoint import CheckpointError
 from util.davis_metrics import SequenceError
-from util.overlay import blend
 
 log = logging.getLogger("imsfr.interactive")
 VIDEO_TYPES = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"]
-PLAY_INTERVAL = 0.2  # seconds per frame while playing
-VIEW_HEIGHT = 400  # pixels of the result image on the page
-VIEW_SIDE = 360  # small videos are shown enlarged (by an integer factor) to at least this shorter side
-# The browser refuses an upload over the size limit before sending it, with a toast: pass its text to the
-# server (a hidden textbox's change event) so that the log has it too.
-CLIENT_JS = """() => {
-  const seen = new WeakSet();
-  let count = 0;  // a new value each time, so that the same message twice is a change twice
-  new MutationObserver(() => {
-    for (const toast of document.querySelectorAll('.toast-body')) {
-      if (seen.has(toast)) continue;
-      seen.add(toast);
-      if (!toast.innerText.includes('maximum allowed size')) continue;
-      const box = document.querySelector('#client_log textarea');
-      if (!box) continue;
-      box.value = `${++count}|${toast.innerText.replace(/\\s*×\\s*/g, ' ').trim()}`;
-      box.dispatchEvent(new Event('input', {bubbles: true}));
-    }
-  }).observe(document.body, {childList: true, subtree: true});
-}"""
+POLL_INTERVAL = 0.5  # seconds between two looks of a page at the session (propagation progress, other tabs)
+PLAY_INTERVAL = 0.2  # seconds per frame while playing the result
 USER_ERRORS = (SessionError, SequenceError, CheckpointError, ValueError, OSError)
+QUIET = dict(show_progress="hidden")  # one progress line (#progress), nothing drawn over the images
 
 
-def colour(k, palette):
-    r, g, b = palette[3 * k:3 * k + 3]
-    return f"#{r:02x}{g:02x}{b:02x}"
+@dataclasses.dataclass
+class Run:
+    """A propagation running (or run) in its thread."""
+    number: int
+    session: str
+    direction: str
+    start: int
+    total: int
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    done: int = 0
+    last: int = None          # the frame written last
+    finished: float = None
+    cancelled: bool = False
+    error: str = None
+    thread: threading.Thread = None
+
+    def line(self):
+        seconds = (self.finished or time.perf_counter()) - self.started
+        if self.error:
+            return f"**Error:** {self.error}"
+        rate = f", {self.done / seconds:.1f} frames/s" if self.done and seconds > 0 else ""
+        if self.finished is None:
+            return (f"Propagating {self.direction} from frame {self.start}: {self.done}/{self.total} frames"
+                    f"{rate} (Cancel or Esc stops after the frame in progress)")
+        return (f"Propagated {self.direction} from frame {self.start}: {self.done} frames written"
+                f"{' (cancelled)' if self.cancelled else ''} in {seconds:.1f} s{rate}.")
 
 
 class DemoApp:
-    """The app's state: the core, the session and the settings (see ``interactive_demo.py``)."""
+    """The app's state: the core, the session, the propagation thread and the settings (interactive_demo.py)."""
 
-    def __init__(self, core, session=None, workdir=".", output=None, size=480, max_upload_mb=500,
-                 model=None, device=None, memory_budget=None):
+    def __init__(self, core, session=None, workdir=".", output=None, size=480, max_upload_mb=500, model=None,
+                 device=None, memory_budget=None, speed=None):
         self.core, self.session = core, session
-        self.workdir, self.size, self.max_upload_mb = workdir, size, max_upload_mb
-        self.output = output
-        self.model, self.device, self.memory_budget = model, device, memory_budget
-        self.last_box = None  # first corner (x, y) of a box, clicked on the result image
+        self.workdir, self.size, self.max_upload_mb, self.output = workdir, size, max_upload_mb, output
+        self.model, self.device, self.memory_budget, self.speed = model, device, memory_budget, speed or {}
+        self.run, self.runs = None, 0
+        self.lock = threading.Lock()  # opening a session, starting a run
 
-    # ---- what the page shows -------------------------------------------------------
+    # ---- what every page shows ---------------------------------------------------------
     def export_folder(self):
         if self.output:
             return self.output
         return os.path.join(self.workdir, "export", self.session.name if self.session else "video")
 
-    def header(self, t=0, k=1):
-        if self.session is None:
-            return "No video: open one in 'Video and model' below."
-        s = self.session
-        return (f"**{s.name}**: {len(s)} frames, {s.video_size[1]}x{s.video_size[0]}, working size "
-                f"{s.size[1]}x{s.size[0]}; annotated frames: {s.annotated_frames() or 'none'}; "
-                f"showing frame {int(t)}, object {int(k)}")
-
-    def view_scale(self):
-        """The integer factor the result image is enlarged by (clicks are divided by it)."""
-        return max(1, VIEW_SIDE // min(self.session.size)) if self.session else 1
-
-    def view(self, t, hidden):
-        if self.session is None:
-            return None
-        image, scale = self.session.overlay(int(t), [int(k) for k in hidden or []]), self.view_scale()
-        return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1) if scale > 1 else image
-
-    def editor_parts(self, t, k):
-        """The editor's value for object k on frame t (the frame with the other objects as background,
-        object k's mask as the layer that the brush and the eraser change) and its brush."""
+    def header(self):
         s = self.session
         if s is None:
-            return None, gr.Brush()
-        t, k = int(t), int(k)
-        labels = resize_labels(s.mask(t), s.size)
-        others = np.where(labels == k, 0, labels).astype(np.uint8)
-        layer = np.zeros((*s.size, 4), np.uint8)
-        layer[labels == k] = (*bytes.fromhex(colour(k, s.palette)[1:]), 255)
-        brush = gr.Brush(colors=[colour(k, s.palette)], default_color=colour(k, s.palette), color_mode="fixed",
-                         default_size=max(2, min(s.size) // 40))
-        return {"background": blend(s.frame(t), others, s.palette), "layers": [layer], "composite": None}, brush
+            return "No video: open one in 'Video, session and model' below."
+        annotated = ", ".join(map(str, s.annotated_frames())) or "none"
+        return (f"**{s.name}**: {len(s)} frames, {s.video_size[1]}x{s.video_size[0]} (working size "
+                f"{s.size[1]}x{s.size[0]}); session `{s.id}` ({'resumed' if s.resumed else 'new'}); annotated "
+                f"frames: {annotated}")
 
-    def editor(self, t, k):
-        value, brush = self.editor_parts(t, k)
-        return gr.ImageEditor(value=value, brush=brush)
+    def info(self):
+        s = self.session
+        return {"annotated": {str(t): sorted(objects) for t, (_, objects, _) in sorted(s.annotations.items())},
+                "written": canvas.ranges(s.written_frames()), "objects": s.objects()}
 
-    def objects(self):
-        return gr.CheckboxGroup(choices=[str(k) for k in self.session.objects()] if self.session else [])
+    def sessions(self):
+        choices = []
+        for folder in SessionStore.sessions(self.workdir):
+            name = os.path.basename(folder)
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(os.path.join(folder, "session.json"))))
+            choices.append((f"{name} ({stamp})", folder))
+        return gr.Dropdown(choices=choices, value=self.session.folder if self.session else None)
 
-    def legend(self):
-        if self.session is None or not self.session.objects():
-            return ""
-        return " ".join(f'<span style="background:{colour(k, self.session.palette)};color:white;padding:2px 6px;'
-                        f'border-radius:4px">object {k}</span>' for k in self.session.objects())
+    def page(self, message=None, kind="info"):
+        """Every output of a (re)load: canvas command, header, export folder, sessions, status, result."""
+        s = self.session
+        command = canvas.command(s, frame=s.shown, goto=True, info=self.info(), message=message, kind=kind) \
+            if s else canvas.command(None, message=message or "open a video below")
+        return command, self.header(), self.export_folder(), self.sessions(), message or "", self.result(s.shown) \
+            if s else ""
 
-    # ---- actions (each returns the status line first) -------------------------------
+    def load(self):
+        return (*self.page(), {"version": self.session.version if self.session else -1, "run": None, "last": None})
+
+    def result(self, t, caption=None):
+        s = self.session
+        url = canvas.jpeg_url(s.overlay(t))
+        caption = html.escape(caption or f"frame {t}")
+        return (f'<figure class="imsfr-result" data-frame="{t}"><img src="{url}" alt="frame {t}">'
+                f"<figcaption>{caption}</figcaption></figure>")
+
+    # ---- the canvas's calls (server functions: JSON in, JSON out) ---------------------------
+    def checked(self, request):
+        s = self.session
+        if s is None:
+            raise SessionError("no video: open one first")
+        if not isinstance(request, dict) or request.get("session") != s.id:
+            raise SessionError(f"this page shows another session than the demo's (another tab opened "
+                               f"{s.name}, session {s.id}): reload the page; nothing was saved")
+        return s
+
+    def reply(self, s, result_frame, message=None, image=False):
+        labels, state = s.snapshot(result_frame)
+        out = {"ok": True, "frame": result_frame, "labels": canvas.labels_url(resize_labels(labels, s.size)),
+               "state": state, "info": self.info(), "version": s.version, "message": message}
+        if image:
+            out["image"] = canvas.jpeg_url(s.frame(result_frame))
+        return out
+
+    def call(self, what, request):
+        try:
+            s = self.checked(request)
+            if what == "view":
+                t = int(request["frame"])
+                s.show(t)
+                return self.reply(s, t, image=True)
+            if what in ("undo", "redo"):
+                done = s.undo() if what == "undo" else s.redo()
+                log.info("%s", done.message)
+                return self.reply(s, done.frame, done.message, image=done.frame != request.get("frame"))
+            t, k, state = int(request["frame"]), int(request["object"]), request.get("state")
+            if not isinstance(state, str):
+                raise StaleEdit(f"frame {t}: the page did not say which state it drew on: reload it; nothing was saved")
+            tool = request.get("tool")
+            if tool in ("brush", "eraser"):
+                done = s.stroke(t, k, request["points"], float(request["radius"]), tool == "eraser", expect=state)
+            elif tool == "click":
+                done = s.click(t, k, [(float(x), float(y), bool(p)) for x, y, p in request["clicks"]], expect=state)
+            elif tool == "box":
+                done = s.box(t, k, [float(v) for v in request["box"]], expect=state)
+            else:
+                raise SessionError(f"unknown tool {tool!r}")
+            log.info("%s", done.message)
+            return self.reply(s, t, done.message)
+        except StaleEdit as error:
+            log.warning("%s", error)
+            return {"ok": False, "stale": True, "message": str(error)}
+        except USER_ERRORS as error:
+            log.warning("%s", error)
+            return {"ok": False, "message": str(error)}
+        except (KeyError, TypeError) as error:
+            return {"ok": False, "message": f"malformed request from the page ({error!r}): reload it"}
+
+    def functions(self):
+        """The canvas's server functions (plain functions: Gradio marks them)."""
+        def view(request):
+            return self.call("view", request)
+
+        def edit(request):
+            return self.call("edit", request)
+
+        def undo(request):
+            return self.call("undo", request)
+
+        def redo(request):
+            return self.call("redo", request)
+        return view, edit, undo, redo
+
+    # ---- propagating ---------------------------------------------------------------------
     def fail(self, error, outputs):
         message = str(error) or type(error).__name__
         log.warning("%s", message)
         gr.Warning(message)
         return (f"**Error:** {message}", *[gr.skip()] * outputs)
 
-    def refresh(self, status, t, k, hidden):
-        """status, result image, editor, objects, legend, header."""
-        return status, self.view(t, hidden), self.editor(t, k), self.objects(), self.legend(), self.header(t, k)
-
-    def show(self, t, k, hidden):
+    def propagate(self, direction, value):
+        """Start a propagation in its own thread from the canvas's frame; every page's poll shows it."""
         try:
-            return self.refresh(gr.skip(), t, self.object_id(k), hidden)
+            state = canvas.read(value)
+            s = self.checked(state)
+            t = int(state.get("frame", 0))
+            with self.lock:
+                if self.run is not None and self.run.finished is None:
+                    raise SessionError(f"busy: a propagation is running ({self.run.done}/{self.run.total} frames; "
+                                       "wait for it, or cancel it)")
+                total = s.plan(t, direction)
+                self.runs += 1
+                run = Run(self.runs, s.id, direction, t, total)
+                run.thread = threading.Thread(target=self.propagation, args=(s, run), daemon=True,
+                                              name=f"propagation-{run.number}")
+                self.run = run
+                run.thread.start()
+            return run.line()
         except USER_ERRORS as error:
-            return self.fail(error, 5)
+            return self.fail(error, 0)[0]
 
-    def show_view(self, t, hidden):
+    def propagation(self, session, run):
+        def progress(frame, done, total):
+            run.last, run.done, run.total = frame, done, total
         try:
-            return gr.skip(), self.view(t, hidden)
+            result = session.propagate(run.start, run.direction, progress=progress)
+            run.cancelled = result.cancelled
         except USER_ERRORS as error:
-            return self.fail(error, 1)
-
-    def painted(self, value):
-        """The mask of the editor's layer (bool, working size), or None without a layer."""
-        layers = (value or {}).get("layers") or []
-        if not layers or layers[0] is None:
-            return None
-        layer = np.asarray(layers[0])
-        painted = layer[..., 3] > 0 if layer.ndim == 3 and layer.shape[2] == 4 else layer.any(axis=-1)
-        return resize_labels(painted.astype(np.uint8), self.session.size).astype(bool)
-
-    def sync(self, value, t, k):
-        """Apply the editor's layer to object k on frame t if it differs from the object's mask there;
-        returns True if it did."""
-        painted = self.painted(value)
-        current = resize_labels(self.session.mask(int(t)), self.session.size) == int(k)
-        if painted is None or np.array_equal(painted, current):
-            return False
-        self.session.paint(int(t), int(k), painted)
-        log.info("frame %d: object %d painted (%d pixels)", int(t), int(k), int(painted.sum()))
-        return True
-
-    def save(self, value, t, k, hidden):
-        try:
-            self.require_session()
-            self.object_id(k)
-            changed = self.sync(value, t, k)
-            status = f"Frame {int(t)}: object {int(k)} {'painted' if changed else 'unchanged (nothing painted)'}."
-            return self.refresh(status, t, k, hidden)
-        except USER_ERRORS as error:
-            return self.fail(error, 5)
-
-    def click(self, event: gr.SelectData, t, k, hidden):
-        """Clicks on the result image: the first gives a box corner, the second the opposite one (grabCut)."""
-        try:
-            self.require_session()
-            self.object_id(k)
-            x, y = (int(v) // self.view_scale() for v in event.index[:2])
-            if self.last_box is None or self.last_box[0] != (int(t), int(k)):
-                self.last_box = ((int(t), int(k)), (x, y))
-                return (f"Box for object {int(k)}: corner ({x}, {y}); click the opposite corner.",
-                        *[gr.skip()] * 5)
-            (x0, y0), self.last_box = self.last_box[1], None
-            proposal = self.session.box(int(t), int(k), (x0, y0, x, y))
-            log.info("frame %d: object %d from a box (%d, %d)-(%d, %d), grabCut %d pixels", int(t), int(k),
-                     x0, y0, x, y, int(proposal.sum()))
-            return self.refresh(f"Frame {int(t)}: object {int(k)} from the box ({x0}, {y0})-({x}, {y}) "
-                                f"(grabCut); refine it with the brush.", t, k, hidden)
-        except USER_ERRORS as error:
-            self.last_box = None
-            return self.fail(error, 5)
-
-    def clear(self, t, k, hidden):
-        try:
-            self.require_session()
-            self.session.clear(int(t), self.object_id(k))
-            return self.refresh(f"Frame {int(t)}: object {int(k)} cleared.", t, k, hidden)
-        except USER_ERRORS as error:
-            return self.fail(error, 5)
-
-    def forward(self, value, t, k, hidden, progress=gr.Progress()):
-        return self.propagate("forward", value, t, k, hidden, progress)
-
-    def backward(self, value, t, k, hidden, progress=gr.Progress()):
-        return self.propagate("backward", value, t, k, hidden, progress)
-
-    def propagate(self, direction, value, t, k, hidden, progress):
-        try:
-            self.require_session()
-            self.sync(value, t, k)
-            start = time.perf_counter()
-            progress(0, desc=f"Propagating {direction}")
-            result = self.session.propagate(int(t), direction, progress=lambda done, total: progress(
-                done / total, desc=f"Propagating {direction}: {done}/{total} frames"))
-            per_frame = result.seconds / max(1, result.processed)
-            status = (f"Propagated {direction} from frame {int(t)}: {len(result.frames)} frames written"
-                      f"{' (cancelled)' if result.cancelled else ''} in {time.perf_counter() - start:.1f} s "
-                      f"({1000 * per_frame:.0f} ms of network time per processed frame).")
-            log.info("%s", status)
-            return self.refresh(status, t, k, hidden)
-        except USER_ERRORS as error:
-            return self.fail(error, 5)
+            run.error = str(error)
+        except Exception as error:  # noqa: BLE001 -- shown in the page and the log, the server keeps running
+            log.exception("propagation failed")
+            run.error = f"propagation failed: {error!r}"
+        run.finished = time.perf_counter()
+        log.info("%s", run.line())
 
     def cancel(self):
         if self.session is not None:
             self.session.cancel()
         return "Cancelling after the frame in progress..."
 
-    def export(self, folder):
+    def shutdown(self, timeout=None):
+        """Stop a running propagation after its frame, and wait for it (Ctrl-C, SIGTERM)."""
+        run = self.run
+        if self.session is not None:
+            self.session.cancel()
+        if run is not None and run.thread is not None:
+            run.thread.join(timeout)
+
+    def poll(self, value, tab):
+        """A page's look at the session: (canvas, result, progress, header, tab state). Shows the frame a
+        running propagation wrote last, and once it ends, the new masks; edits made in another tab update
+        the frame strip, and a notice appears if the frame this page shows was changed."""
+        skip = gr.skip()
+        s, run, state = self.session, self.run, canvas.read(value)
+        if s is None:
+            return skip, skip, skip, skip, tab
+        if state.get("session") not in (None, s.id):
+            tab = {"version": s.version, "run": None, "last": None}
+            return (*self.page(f"Another tab opened {s.name} (session {s.id}): this page shows it now.")[:2], skip,
+                    skip, tab)
+        command = result = progress = header = skip
+        if run is not None and run.session == s.id and run.number != tab.get("run"):
+            progress = run.line()
+            if run.last is not None and run.last != tab.get("last"):
+                result = self.result(run.last, f"frame {run.last} ({run.done} of {run.total} written)")
+                tab = {**tab, "last": run.last}
+            if run.finished is not None:
+                command = canvas.command(s, refresh=True, info=self.info())
+                header = self.header()
+                tab = {**tab, "run": run.number, "version": s.version}
+        if s.version != tab.get("version") and command is skip:
+            frame = state.get("frame")
+            states = {str(frame): s.state(frame)} if isinstance(frame, int) and 0 <= frame < len(s) else {}
+            command = canvas.command(s, info=self.info(), states=states)
+            header = self.header()
+            tab = {**tab, "version": s.version}
+        return command, result, progress, header, tab
+
+    # ---- playing the result ------------------------------------------------------------------
+    def play(self, playing, value):
+        start = canvas.read(value).get("frame", 0)
+        return (not playing, start), gr.Timer(active=not playing), gr.Button("Pause" if not playing else "Play")
+
+    def tick(self, playing):
+        on, t = playing
+        if self.session is None or not on or self.run is not None and self.run.finished is None:
+            return gr.skip(), (False, t), gr.Timer(active=False), gr.Button("Play")
+        if t >= len(self.session):
+            return gr.skip(), (False, 0), gr.Timer(active=False), gr.Button("Play")
+        return self.result(t, f"frame {t} (playing)"), (True, t + 1), gr.skip(), gr.skip()
+
+    # ---- exporting, opening --------------------------------------------------------------------
+    def export(self, value, folder):
         try:
-            self.require_session()
+            s = self.checked(canvas.read(value))
             folder = (folder or "").strip() or self.export_folder()
-            path = self.session.export(folder)
+            path = s.export(folder)
             log.info("exported %s and %s", folder, path)
-            return f"Exported {len(self.session)} palette PNGs and overlay.mp4 to {folder}; zip below.", path
+            return f"Exported {len(s)} palette PNGs and overlay.mp4 to {folder}; zip below.", path
         except USER_ERRORS as error:
             return self.fail(error, 1)
 
-    def open_video(self, path, t, k, hidden):
-        """An uploaded video (a copy under the work folder); the current session stays if it cannot be opened."""
+    def switch(self, make, message):
+        """Open the session that ``make()`` returns instead of the current one (which stays on disk)."""
+        with self.lock:
+            if self.run is not None and self.run.finished is None:
+                raise SessionError("busy: a propagation is running (wait for it, or cancel it)")
+            session = make()
+            if self.session is not None:
+                self.session.close()
+            self.session = session
+        log.info("%s: %s (%d frames, folder %s)", message, session.input_path, len(session), session.folder)
+        return self.page(f"{message} {session.name} ({len(session)} frames), session {session.id}"
+                         f"{' resumed' if session.resumed else ''}.")
+
+    def open_video(self, path):
+        """An uploaded video: a copy under <workdir>/uploads/ (one per content), then its last session there."""
         try:
             if not path:
                 raise SessionError("no file received")
@@ -241,25 +317,51 @@ class DemoApp:
             if size > self.max_upload_mb * 2**20:
                 raise SessionError(f"{os.path.basename(path)}: {size / 2**20:.0f} MB is over the upload limit "
                                    f"of {self.max_upload_mb} MB (--max_upload_mb)")
-            uploads = os.path.join(self.workdir, "uploads")
-            os.makedirs(uploads, exist_ok=True)
-            folder = tempfile.mkdtemp(dir=uploads)  # its own folder: never replaces the open video
+            folder = os.path.join(self.workdir, "uploads", video_digest(path)[:16])
             target = os.path.join(folder, os.path.basename(path))
-            shutil.copyfile(path, target)
+            if not os.path.isfile(target):
+                os.makedirs(folder, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as part:
+                    shutil.copyfileobj(open(path, "rb"), part)
+                os.replace(part.name, target)
             try:
-                session = Session(self.core, video=target, workdir=self.workdir, size=self.size)
+                return self.switch(lambda: Session(self.core, video=target, workdir=self.workdir, size=self.size),
+                                   "Opened")
             except USER_ERRORS:
-                shutil.rmtree(folder)  # keep no unusable upload
+                if not SessionStore.find_last(self.workdir, os.path.splitext(os.path.basename(target))[0],
+                                              video_digest(target)):
+                    shutil.rmtree(folder, ignore_errors=True)  # keep no unusable upload
                 raise
         except USER_ERRORS as error:
-            return self.fail(error, 7)
-        if self.session is not None:
-            self.session.close()
-        self.session, self.last_box = session, None
-        log.info("opened %s: %d frames", target, len(session))
-        slider = gr.Slider(minimum=0, maximum=len(session) - 1, value=0, step=1)
-        return (*self.refresh(f"Opened {os.path.basename(target)} ({len(session)} frames).", 0, k, []), slider,
-                self.export_folder())
+            return self.failed(error)
+
+    def failed(self, error):
+        """The outputs of ``page`` for an action that failed: only the status changes."""
+        status = self.fail(error, 0)[0]
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), status, gr.skip()
+
+    def open_session(self, folder):
+        if not folder or (self.session is not None and folder == self.session.folder):
+            return (gr.skip(),) * 6
+        try:
+            manifest = SessionStore.open(folder).manifest
+            video = manifest["video"]
+            kind = {"images": video} if os.path.isdir(video) else {"video": video}
+            return self.switch(lambda: Session(self.core, workdir=self.workdir, size=self.size, folder=folder, **kind),
+                               "Opened the earlier session of")
+        except USER_ERRORS as error:
+            return self.failed(error)
+
+    def new_session(self):
+        try:
+            if self.session is None:
+                raise SessionError("no video: open one first")
+            s = self.session
+            kind = {"images": s.input_path} if os.path.isdir(s.input_path) else {"video": s.input_path}
+            return self.switch(lambda: Session(self.core, workdir=self.workdir, size=self.size, new=True, **kind),
+                               "A new session of")
+        except USER_ERRORS as error:
+            return self.failed(error)
 
     def client_error(self, text):
         """A message the browser showed without asking the server (an upload over the size limit)."""
@@ -271,7 +373,7 @@ class DemoApp:
 
     def load_model(self, path):
         try:
-            core = load_core(path.strip(), self.device, self.memory_budget)
+            core = load_core(path.strip(), self.device, self.memory_budget, **self.speed)
             if self.session is not None:
                 self.session.set_core(core)
         except (CheckpointError, ValueError, RuntimeError, OSError) as error:
@@ -279,96 +381,3 @@ class DemoApp:
         self.core = core
         log.info("model %s loaded", path)
         return f"Model {path} loaded; the annotations are kept (propagate again to use it)."
-
-    def play(self, playing):
-        return not playing, gr.Timer(active=not playing), gr.Button("Pause" if not playing else "Play")
-
-    def tick(self, t, playing):
-        if self.session is None or not playing:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        if int(t) + 1 >= len(self.session):
-            return gr.skip(), False, gr.Timer(active=False), gr.Button("Play")
-        return int(t) + 1, gr.skip(), gr.skip(), gr.skip()
-
-    # ---- checks ----------------------------------------------------------------------
-    def require_session(self):
-        if self.session is None:
-            raise SessionError("no video: open one first")
-
-    @staticmethod
-    def object_id(k):
-        if k is None or not 1 <= k <= MAX_OBJECTS or int(k) != k:
-            raise SessionError(f"object ids are 1..{MAX_OBJECTS}")
-        return int(k)
-
-
-def build(app: DemoApp):
-    """The page."""
-    count = len(app.session) if app.session else 1
-    with gr.Blocks(title="IMSFR interactive segmentation") as page:
-        gr.Markdown("## IMSFR interactive video object segmentation")
-        header = gr.Markdown(app.header(0, 1), elem_id="header")
-        status = gr.Markdown("Paint an object (or click two corners of a box on the result), then propagate.",
-                             elem_id="status")
-        value, brush = app.editor_parts(0, 1)
-        with gr.Row():
-            with gr.Column():
-                editor = gr.ImageEditor(label="Annotate: brush and eraser change the selected object", type="numpy",
-                                        elem_id="editor", sources=(), transforms=(), layers=False, format="png",
-                                        eraser=gr.Eraser(), brush=brush, value=value, height=VIEW_HEIGHT + 60)
-                with gr.Row():
-                    obj = gr.Number(value=1, minimum=1, maximum=MAX_OBJECTS, precision=0, label="Object",
-                                    elem_id="object")
-                    save = gr.Button("Use painted mask", elem_id="save", variant="primary")
-                    clear = gr.Button("Clear object on this frame", elem_id="clear")
-                legend = gr.HTML(app.legend(), elem_id="legend")
-            with gr.Column():
-                view = gr.Image(label="Result (click two corners of a box: grabCut proposal for the object)",
-                                type="numpy", format="png", interactive=False, elem_id="view", height=VIEW_HEIGHT,
-                                value=app.view(0, []) if app.session else None)
-                frame = gr.Slider(0, count - 1, value=0, step=1, label="Frame", elem_id="frame")
-                with gr.Row():
-                    play = gr.Button("Play", elem_id="play")
-                    hide = gr.CheckboxGroup(label="Hide objects", choices=[], elem_id="hide")
-        with gr.Row():
-            forward = gr.Button("Propagate forward", elem_id="forward", variant="primary")
-            backward = gr.Button("Propagate backward", elem_id="backward")
-            cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
-        with gr.Row():
-            folder = gr.Textbox(app.export_folder(), label="Export folder", elem_id="folder")
-            export = gr.Button("Export PNGs + overlay.mp4", elem_id="export")
-            download = gr.File(label="Download (zip)", interactive=False, elem_id="download")
-        with gr.Accordion("Video and model", open=app.session is None):
-            upload = gr.File(label=f"Open a video file (up to {app.max_upload_mb} MB)", file_types=VIDEO_TYPES,
-                             type="filepath", elem_id="upload")
-            with gr.Row():
-                model = gr.Textbox(app.model or "", label="Checkpoint", elem_id="model")
-                load = gr.Button("Load model", elem_id="load")
-        client_log = gr.Textbox(visible="hidden", elem_id="client_log")
-        playing = gr.State(False)
-        timer = gr.Timer(PLAY_INTERVAL, active=False)
-
-        shown = [status, view, editor, hide, legend, header]
-        frame.change(app.show, [frame, obj, hide], shown, trigger_mode="always_last")
-        obj.change(app.show, [frame, obj, hide], shown, trigger_mode="always_last")
-        hide.change(app.show_view, [frame, hide], [status, view])
-        save.click(app.save, [editor, frame, obj, hide], shown)
-        clear.click(app.clear, [frame, obj, hide], shown)
-        view.select(app.click, [frame, obj, hide], shown)
-        forward.click(app.forward, [editor, frame, obj, hide], shown)
-        backward.click(app.backward, [editor, frame, obj, hide], shown)
-        cancel.click(app.cancel, None, status)
-        export.click(app.export, folder, [status, download])
-        upload.upload(app.open_video, [upload, frame, obj, hide], [*shown, frame, folder])
-        load.click(app.load_model, model, status)
-        client_log.change(app.client_error, client_log, status)
-        play.click(app.play, playing, [playing, timer, play])
-        timer.tick(app.tick, [frame, playing], [frame, playing, timer, play])
-    return page
-
-
-def launch(app: DemoApp, host, port):
-    """Serve the page (blocks until Ctrl-C): no share link, uploads limited, files served from the work folder only."""
-    build(app).queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, js=CLIENT_JS,
-        max_file_size=f"{app.max_upload_mb}mb", allowed_paths=[app.workdir], quiet=True)

@@ -61,13 +61,21 @@ def davis_root(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- interactive demo
 @pytest.fixture(scope="session")
-def tracker_weights(tmp_path_factory):
-    """A network that tracks the synthetic objects, trained once per test run with train.py's code path
-    and the quick start's recipe made smaller (tests/helpers_interactive.py: ResNet-18 without ImageNet
-    weights, 64-pixel crops, batch 4, 150 iterations on 20 synthetic videos)."""
-    from tests.helpers_interactive import train_tracker
+def tracker_weights(request, tmp_path_factory):
+    """A network that tracks the synthetic objects (tests/helpers_interactive.py: train.py's code path and
+    the quick start's recipe made smaller). Trained once and kept in pytest's cache under the digest of
+    everything that makes it (the code of train.py, training/, model/, dataset/, util/, the helper, the
+    settings, torch's version), so a later run with the same code reuses it; ``--cache-clear`` retrains."""
+    from tests.helpers_interactive import tracker_digest, train_tracker
     from tests.helpers_capture import progress_to_current_streams
+    digest = tracker_digest()
+    folder = request.config.cache.mkdir(f"tracker-{digest}")
+    path = folder / "tracker.pth"
+    if path.is_file():
+        return str(path)
     with progress_to_current_streams():
-        path, seconds = train_tracker(str(tmp_path_factory.mktemp("tracker")))
+        trained, seconds = train_tracker(str(tmp_path_factory.mktemp("tracker")))
     print(f"tracker trained in {seconds:.0f} s")
-    return path
+    from util.fileio import atomic_write_bytes
+    atomic_write_bytes(path, open(trained, "rb").read())
+    return str(path)

@@ -1,4 +1,5 @@
 """Synthetic clips, a briefly trained tracker and J&F for the interactive demo's tests."""
+import hashlib
 import os
 import time
 
@@ -41,6 +42,22 @@ def j_and_f(truth, predicted):
     """Mean J&F over the objects (DAVIS: frames 1..T-2)."""
     j, f = evaluate_sequence(np.asarray(truth), np.asarray(predicted))
     return (float(j.mean()) + float(f.mean())) / 2
+
+
+def tracker_digest():
+    """A digest of everything the tracker's weights depend on: the code that trains it, its settings, torch."""
+    import torch
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join(repo, "train.py"), os.path.abspath(__file__)]
+    for package in ("training", "model", "dataset", "util"):
+        for folder, _, names in os.walk(os.path.join(repo, package)):
+            files += [os.path.join(folder, name) for name in names if name.endswith((".py", ".txt"))]
+    digest = hashlib.sha256(repr((TRACKER_ITERATIONS, sorted(TRACKER_SETTINGS.items()), torch.__version__)).encode())
+    for path in sorted(files):
+        digest.update(os.path.relpath(path, repo).encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
 
 
 def train_tracker(folder, iterations=TRACKER_ITERATIONS, seed=0, **overrides):
