@@ -9,11 +9,15 @@ the graphs' SHA-256, the project version). Exporter: ``torch.onnx.export`` with
 it recommends unless asked. Batch is 1 (the core runs one frame at a time); frame height and
 width (multiples of 16), objects and memory frames are dynamic.
 
+``quantize_graph`` turns one graph into int8 (ONNX Runtime's static quantisation, QDQ),
+calibrated on recorded inputs of the float32 graph (scripts/export_onnx.py --quantize int8).
+
 The segment graph is the PyTorch backend's ``segment`` for one ``MemoryRead``: the three
 readouts, the gate fusion and the decoder. Its long-term readout keeps the ``top_k`` largest
 affinities of each query pixel and gathers their values (a graph input; ``top_k`` at least
 the memory size reads the whole memory by plain softmax, as ``softmax_affinity``).
 """
+import contextlib
 import copy
 import hashlib
 import json
@@ -35,6 +39,12 @@ from util.fileio import atomic_write_text
 MANIFEST = "manifest.json"
 FORMAT = 1
 GRAPH_FILES = {"key_encoder": "key_encoder.onnx", "value_encoder": "value_encoder.onnx", "segment": "segment.onnx"}
+QUANTIZATIONS = ("int8",)
+# The int8 settings (ONNX Runtime's advice for x86 CPUs, with 7-bit weights against the int16
+# saturation of CPUs without VNNI), as the manifest records them.
+INT8 = dict(type="int8", format="QDQ", activations="uint8, asymmetric, per tensor",
+            weights="int8, symmetric, per output channel, 7-bit range (reduce_range)", calibration_method="MinMax",
+            operators="every operator ONNX Runtime quantises (Conv, MatMul, Add, ...)")
 
 
 def _specs(network):
@@ -200,6 +210,7 @@ def export_onnx(network, output, checkpoint=None, opset=None, log=print):
                     checkpoint=None if checkpoint is None else dict(file=os.path.basename(checkpoint),
                                                                     sha256=file_sha256(checkpoint)),
                     network=dict(key_backbone=network.key_backbone, single_object=network.single_object),
+                    quantization=None,
                     batch=1, dims={"H, W": "frame height and width (multiples of 16)", "K": "objects",
                                    "T": "long-term memory frames", "H/16 ... W/4": "feature sizes"},
                     graphs={}, export_seconds={})
@@ -218,6 +229,42 @@ def export_onnx(network, output, checkpoint=None, opset=None, log=print):
             log(f"{filename}: {os.path.getsize(path) / 2**20:.1f} MiB, exported in {seconds:.1f} s")
     atomic_write_text(os.path.join(output, MANIFEST), json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def quantize_graph(source, target, feeds):
+    """Static int8 quantisation (``INT8``) of the graph file ``source`` into ``target``, calibrated
+    on ``feeds`` (a list of {input name: NumPy array}, e.g. ``OnnxBackend.recorded``)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    if not feeds:
+        raise ValueError(f"{os.path.basename(source)}: no calibration inputs (the calibration videos never ran it)")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    source, target = os.path.abspath(source), os.path.abspath(target)
+    prepared = target + ".prepared.onnx"
+    try:
+        try:
+            # Where symbolic shape inference fails it saves its model (and its weights under random
+            # names) into the working folder: make that the target's folder, which the caller owns.
+            with contextlib.chdir(os.path.dirname(target)):
+                quant_pre_process(source, prepared)
+        except Exception:  # symbolic shape inference stops at the derived dims and the If of segment
+            quant_pre_process(source, prepared, skip_symbolic_shape=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(prepared, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        if os.path.exists(prepared):
+            os.remove(prepared)
 
 
 # (frame size, objects, long-term memory frames, top_k) of the parity checks: two frame sizes,

@@ -5,6 +5,7 @@ and the setup errors of all four eval scripts (exit code 2, one line)."""
 import json
 import os
 import shutil
+from pathlib import Path
 
 import onnx
 import pytest
@@ -19,6 +20,7 @@ from inference_core.core import InferenceCore
 from inference_core.onnx_backend import OnnxBackend
 from inference_core.onnx_export import GRAPH_FILES, MANIFEST, PARITY_CASES, export_onnx, file_sha256, parity_table
 from scripts import compare_eval_runs
+from scripts import export_onnx as export_onnx_script
 from tests.helpers_capture import progress_to_current_streams
 from tests.helpers_core import run_core
 from util import __version__
@@ -200,3 +202,284 @@ def test_backend_flags_that_do_not_fit_are_one_line(exported, weights, datasets,
     for flags, message in cases:
         assert message in run_setup_error(eval_generic, common + flags, capsys)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- hostile exports
+# Field types, unreadable graphs, untrusted graphs: checked before any graph is loaded, so a folder
+# of stand-in files with a hand-written manifest is enough (no export).
+def fake_export(folder, weights, change=None, graphs=None):
+    """An export folder whose graphs are ``graphs`` ({file: bytes}; default: stand-in bytes) with
+    a manifest that lists them and ``weights``, then ``change(folder, manifest)`` applied."""
+    os.makedirs(folder, exist_ok=True)
+    manifest = dict(format=1, opset=20, checkpoint=dict(file="net.pth", sha256=file_sha256(weights)),
+                    quantization=None, graphs={})
+    for graph, filename in GRAPH_FILES.items():
+        with open(os.path.join(folder, filename), "wb") as f:
+            f.write((graphs or {}).get(filename, b"stand-in for " + filename.encode()))
+        manifest["graphs"][graph] = dict(file=filename, sha256=file_sha256(os.path.join(folder, filename)))
+    if change:
+        change(folder, manifest)
+    with open(os.path.join(folder, MANIFEST), "w") as f:
+        f.write(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    return str(folder)
+
+
+def set_field(path, value):
+    def change(folder, manifest):
+        *parents, last = path.split(".")
+        entry = manifest
+        for key in parents:
+            entry = entry[key]
+        entry[last] = value
+    return change
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("checkpoint", "net.pth", "field checkpoint must be null or an object with \"file\" and \"sha256\", not a string"),
+    ("checkpoint.sha256", 12, "field checkpoint.sha256 must be a SHA-256 (64 hex digits), not a number"),
+    ("checkpoint.file", None, "field checkpoint.file must be a string (the checkpoint's file name), not null"),
+    ("graphs.segment.sha256", ["a"], "field graphs.segment.sha256 must be a SHA-256 (64 hex digits), not a list"),
+    ("graphs.key_encoder.file", "../x.onnx", "field graphs.key_encoder.file must be \"key_encoder.onnx\", not a string"),
+    ("graphs.value_encoder", "value_encoder.onnx", "does not list the graphs key_encoder, value_encoder, segment"),
+    ("opset", "20", "field opset must be a whole number, not a string"),
+    ("format", "1", "not a manifest of format 1"),
+    ("quantization", "int8", "field quantization must be null (float32) or an object with \"type\" and \"graphs\""),
+    ("quantization", dict(type="int4", graphs=["segment"]), "field quantization.type must be \"int8\", not a string"),
+    ("quantization", dict(type="int8", graphs="segment"), "field quantization.graphs must be a list of graphs"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
+def test_a_manifest_field_of_the_wrong_type_is_one_line_naming_it(weights, datasets, tmp_path, capsys, path, value,
+                                                                   message):
+    folder = fake_export(tmp_path / "graphs", weights, set_field(path, value))
+    line = run_setup_error(eval_davis, ["--model", weights, "--device", "cpu", "--output", str(tmp_path / "out"),
+                                        "--backend", "onnxruntime", "--onnx", folder] + datasets[eval_davis], capsys)
+    assert f"{folder}/manifest.json: " in line and message in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def unreadable(folder, manifest):
+    """key_encoder.onnx without read permission; root reads it anyway, so there its reading fails."""
+    os.chmod(os.path.join(folder, GRAPH_FILES["key_encoder"]), 0)
+
+
+def graph_folder(folder, manifest):
+    os.remove(os.path.join(folder, GRAPH_FILES["segment"]))
+    os.mkdir(os.path.join(folder, GRAPH_FILES["segment"]))
+
+
+def escaping_graph():
+    """A valid ONNX graph whose weight is 'external data' in a file outside its folder."""
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.UINT8, dims=[4],
+                              data_location=onnx.TensorProto.EXTERNAL)
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "4")):
+        tensor.external_data.add(key=key, value=value)
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, [4])], [tensor])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 20)]).SerializeToString()
+
+
+@pytest.mark.parametrize("change, message", [
+    (None, "key_encoder.onnx: ONNX Runtime cannot load this graph ("),  # the fields are right: on to the graphs
+    (unreadable, "key_encoder.onnx: cannot read the graph file (Permission denied)"),
+    (graph_folder, "segment.onnx: is a folder, not a graph file"),
+    (set_field("graphs.segment.sha256", "0" * 64), "segment.onnx: not the graph manifest.json lists (SHA-256 differs"),
+    (lambda folder, manifest: manifest.update(checkpoint=None), "the graphs were exported from another checkpoint "
+                                                                "(no checkpoint), not from --model"),
+], ids=["stand-in graphs", "no read permission", "a folder", "another sha256", "no checkpoint"])
+def test_an_unreadable_or_misplaced_graph_is_one_line_and_exit_code_2(weights, datasets, tmp_path, capsys,
+                                                                      monkeypatch, change, message):
+    folder = fake_export(tmp_path / "graphs", weights, change)
+    if change is unreadable and os.geteuid() == 0:  # permissions do not stop root: fail its read as they would
+        import builtins
+        real_open, target = builtins.open, os.path.join(folder, GRAPH_FILES["key_encoder"])
+
+        def denying_open(path, *args, **kwargs):
+            if os.fspath(path) == target:
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(path, *args, **kwargs)
+        monkeypatch.setattr(builtins, "open", denying_open)
+    line = run_setup_error(eval_davis, ["--model", weights, "--device", "cpu", "--output", str(tmp_path / "out"),
+                                        "--backend", "onnxruntime", "--onnx", folder] + datasets[eval_davis], capsys)
+    assert message in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_graph_reading_a_file_outside_its_folder_is_refused(weights, datasets, tmp_path, capsys):
+    (tmp_path / "secret.bin").write_bytes(b"1234")
+    folder = fake_export(tmp_path / "graphs", weights, graphs={GRAPH_FILES["key_encoder"]: escaping_graph()})
+    line = run_setup_error(eval_davis, ["--model", weights, "--device", "cpu", "--output", str(tmp_path / "out"),
+                                        "--backend", "onnxruntime", "--onnx", folder] + datasets[eval_davis], capsys)
+    assert "key_encoder.onnx: ONNX Runtime cannot load this graph (" in line and "External data path" in line, line
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: path.write_text("[" * 100_000 + "]" * 100_000), "manifest.json: not a readable manifest ("),
+    (lambda path: path.write_bytes(b"\xff\xfe{}"), "manifest.json: not a readable manifest ("),
+    (lambda path: path.write_text(" " * (2 << 20) + "{}"), "manifest.json: 2097154 bytes, not a manifest (at most"),
+    (lambda path: path.mkdir(), "manifest.json: not a readable manifest (Is a directory)"),
+    (lambda path: path.write_text("[1, 2]"), "manifest.json: not a manifest of format 1"),
+], ids=["nested 100000 deep", "not UTF-8", "2 MiB", "a folder", "a list"])
+def test_a_manifest_that_is_not_one_is_one_line(weights, datasets, tmp_path, capsys, write, message):
+    folder = fake_export(tmp_path / "graphs", weights)
+    os.remove(os.path.join(folder, MANIFEST))
+    write(tmp_path / "graphs" / MANIFEST)
+    line = run_setup_error(eval_davis, ["--model", weights, "--device", "cpu", "--output", str(tmp_path / "out"),
+                                        "--backend", "onnxruntime", "--onnx", folder] + datasets[eval_davis], capsys)
+    assert message in line, line
+
+
+def test_a_checkpoint_folder_is_one_line_with_the_onnx_backend(weights, datasets, tmp_path, capsys):
+    folder = fake_export(tmp_path / "graphs", weights)
+    common = ["--device", "cpu", "--output", str(tmp_path / "out"), "--backend", "onnxruntime", "--onnx", folder]
+    (tmp_path / "ckpt").mkdir()
+    line = run_setup_error(eval_davis, ["--model", str(tmp_path / "ckpt")] + common + datasets[eval_davis], capsys)
+    assert f"{tmp_path / 'ckpt'}: is a folder, not a checkpoint file" in line, line
+
+
+# ----------------------------------------------------------------------------- scripts/export_onnx.py
+def export_error(argv, capsys):
+    """scripts/export_onnx.py's one stderr line for ``argv``; it must exit with 2 (argparse's exit too)."""
+    try:
+        code = export_onnx_script.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, captured.out, captured.err)
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def calibration_set(tmp_path_factory):
+    """A DAVIS-layout folder of two short synthetic videos (the export's --calibration)."""
+    root = tmp_path_factory.mktemp("calibration") / "trainval"
+    make_davis_dataset(root, num_sequences=2, num_frames=5, size=(48, 64), splits=("val",))
+    return str(root)
+
+
+def test_export_flags_and_inputs_that_cannot_work_are_one_line_before_anything_is_written(weights, calibration_set,
+                                                                                       tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    not_a_checkpoint = tmp_path / "notes.pth"
+    not_a_checkpoint.write_bytes(b"not a checkpoint")
+    out = str(tmp_path / "out")
+    model = ["--model", weights]
+    cases = [
+        (model + ["--output", str(a_file)], f"--output {a_file}: is a file, not a folder"),
+        (model + ["--output", str(a_file / "sub")], f"--output {a_file / 'sub'}: {a_file} is a file, not a folder"),
+        (model + ["--output", "/sys/imsfr_onnx/graphs"], "--output /sys/imsfr_onnx/graphs: cannot"),
+        (["--model", str(not_a_checkpoint), "--output", out], f"{not_a_checkpoint}: not a readable PyTorch checkpoint"),
+        (["--model", str(tmp_path), "--output", out], f"{tmp_path}: is a folder, not a checkpoint file"),
+        (["--model", str(tmp_path / "none.pth"), "--output", out], "none.pth: checkpoint file not found"),
+        (["--output", out], "scripts/export_onnx.py: the following arguments are required: --model"),
+        (model + ["--output", out, "--opset", "7"], "--opset 7: the exporter writes opsets 18 to"),
+        (model + ["--output", out, "--opset", "x"], "argument --opset: invalid int value: 'x'"),
+        (model + ["--output", out, "--tolerance", "nan"], "--tolerance nan: must be a number >= 0"),
+        (model + ["--output", out, "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+        (model + ["--output", out, "--quantize", "int8"], "--quantize int8 needs --calibration DIR"),
+        (model + ["--output", out, "--calibration", calibration_set], "--calibration goes with --quantize int8"),
+        (model + ["--output", out, "--calibration_frames", "4"], "--calibration_frames goes with --quantize int8"),
+        (model + ["--output", out, "--quantize", "int8", "--calibration", str(tmp_path)],
+         f"--calibration {tmp_path}: no JPEGImages/ folder of videos in it"),
+        (model + ["--output", out, "--quantize", "int8", "--calibration", calibration_set, "--calibration_frames",
+                  "1"], "--calibration_frames 1: at least 1 video of at least 2 frames"),
+        (model + ["--output", out, "--quantize", "int8", "--calibration", calibration_set, "--min_agreement", "2"],
+         "--min_agreement 2.0: must be between 0 and 1"),
+    ]
+    for argv, message in cases:
+        assert message in export_error(argv, capsys), argv
+        assert not os.path.exists(out) and a_file.read_text() == "keep me"
+
+
+def test_a_broken_calibration_video_is_one_line(weights, calibration_set, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(os.path.dirname(calibration_set), broken)
+    first = sorted((broken / "trainval" / "JPEGImages" / "480p").iterdir())[0]
+    (first / "00002.jpg").write_bytes(b"not a JPEG")
+    line = export_error(["--model", weights, "--output", str(tmp_path / "out"), "--quantize", "int8",
+                         "--calibration", str(broken / "trainval")], capsys)
+    assert f"--calibration: {first / '00002.jpg'}" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_that_fails_halfway_leaves_the_output_as_it_was(weights, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text("an earlier export's manifest")
+
+    def failing_export(network, folder, **kwargs):
+        (Path(folder) / GRAPH_FILES["key_encoder"]).write_bytes(b"half a graph")
+        raise RuntimeError("the exporter gave up\nsecond line")
+    monkeypatch.setattr(export_onnx_script, "export_onnx", failing_export)
+    assert export_onnx_script.main(["--model", weights, "--output", str(out)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: the export failed, nothing written to {out} (the exporter gave up)"]
+    assert sorted(os.listdir(out)) == [MANIFEST] and (out / MANIFEST).read_text() == "an earlier export's manifest"
+    monkeypatch.setattr(export_onnx_script, "export_onnx", failing_export)
+    assert export_onnx_script.main(["--model", weights, "--output", str(tmp_path / "new" / "out")]) == 1
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_quantize_int8_writes_int8_graphs_that_the_backend_runs_close_to_float32(weights, exported, calibration_set,
+                                                                                   datasets, tmp_path, capsys,
+                                                                                   monkeypatch):
+    # A random-init network's probabilities are nearly equal everywhere (max |dp| of int8 a few 1e-3), so its
+    # labels are ties that int8 breaks differently: its agreement (83 %) is below the default 99 %, which
+    # is the check's other test below; here it is asked for 50 %.
+    out = tmp_path / "int8"
+    cwd = tmp_path / "cwd"  # ONNX Runtime's shape inference, where it fails, saves its model into the working folder
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    code = export_onnx_script.main(["--model", weights, "--output", str(out), "--quantize", "int8", "--calibration",
+                                    calibration_set, "--calibration_frames", "5", "--min_agreement", "0.5"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert os.listdir(cwd) == []
+    manifest = json.loads((out / MANIFEST).read_text())
+    quantization = manifest["quantization"]
+    assert {k: quantization[k] for k in ("type", "format", "graphs")} == dict(type="int8", format="QDQ",
+                                                                              graphs=list(GRAPH_FILES))
+    assert quantization["calibration"]["videos"] == ["seq_val_000", "seq_val_001"]
+    assert quantization["calibration"]["frames"] == [5, 5] and quantization["calibration"]["inputs"]["key_encoder"] == 10
+    check = quantization["check"]
+    assert f"labels equal on {100 * check['label_agreement']:.3f} % of the pixels" in printed
+    assert 0 < check["max_abs_probability_difference"] < 0.05 and manifest["parity"]["max_rel_error"] <= 1e-4
+    assert sorted(os.listdir(out)) == sorted([*GRAPH_FILES.values(), MANIFEST])  # no temporary folder left
+    for graph, filename in GRAPH_FILES.items():
+        model = onnx.load(str(out / filename))
+        assert manifest["graphs"][graph]["sha256"] == file_sha256(out / filename)
+        assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in model.graph.node}
+        assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer), graph  # int8 weights
+        assert os.path.getsize(out / filename) < 0.5 * os.path.getsize(os.path.join(exported[0], filename))
+    # The backend runs them (and says what they are): a video through the core, against the float32 graphs.
+    backend = OnnxBackend(str(out), "cpu", checkpoint=weights, threads=2)
+    assert backend.precision == "int8: key_encoder, value_encoder, segment"
+    generator = torch.Generator().manual_seed(5)
+    frames = [torch.randn(3, 48, 64, generator=generator) for _ in range(6)]
+    mask = torch.zeros(48, 64, dtype=torch.long)
+    mask[4:24, 4:30], mask[26:44, 34:60] = 1, 2
+    config = PRESETS["davis2017"].replace(mem_every=2)
+    float32 = run_core(InferenceCore(OnnxBackend(exported[0], "cpu", threads=2), config, "cpu"), frames,
+                       {0: (mask, [1, 2])})
+    int8 = run_core(InferenceCore(backend, config, "cpu"), frames, {0: (mask, [1, 2])})
+    assert float32.keys() == int8.keys() == set(range(6))
+    difference = max((float32[t] - int8[t]).abs().max().item() for t in float32)
+    assert 1e-5 < difference < 0.05, difference  # int8 (not float32 again), and close to float32
+    with progress_to_current_streams():
+        code = eval_davis.main(["--model", weights, "--device", "cpu", "--output", str(tmp_path / "results"),
+                                "--backend", "onnxruntime", "--onnx", str(out), "--no_eval"] + datasets[eval_davis])
+    assert code == 0
+    assert f"note: {out / MANIFEST}: quantised graphs (int8: key_encoder, value_encoder, segment)" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_int8_graphs_whose_labels_differ_from_float32_give_exit_code_1(weights, calibration_set, tmp_path, capsys):
+    out = tmp_path / "int8"
+    code = export_onnx_script.main(["--model", weights, "--output", str(out), "--quantize", "int8", "--calibration",
+                                    calibration_set, "--calibration_videos", "1", "--calibration_frames", "5"])
+    printed = capsys.readouterr().out
+    agreement = json.loads((out / MANIFEST).read_text())["quantization"]["check"]["label_agreement"]
+    assert code == 1 and agreement < 0.99, (agreement, printed)  # the random network's ties (see above)
+    assert f"labels equal on {100 * agreement:.3f} % of the pixels" in printed and "(at least 99 %)" in printed
