@@ -169,7 +169,7 @@ async function apply(reply, t) {  // a reply of view, edit, undo or redo about f
 
 async function show(t) {  // go to frame t; only the latest request is applied
   t = Math.max(0, Math.min(s.frames - 1, t | 0));
-  if (t !== s.frame) { s.clicks = []; s.box = null; s.corner = null; s.token = null; }
+  if (t !== s.frame) { s.clicks = []; s.box = null; s.corner = null; s.token = null; element.dataset.state = ''; }
   s.frame = t; slider.value = t;
   publish();
   renderStrip();
@@ -265,6 +265,7 @@ view.addEventListener('pointermove', (e) => {
 });
 view.addEventListener('pointerup', (e) => {
   const p = at(e), round = (v) => +v.toFixed(2);
+  if (!s.token) { s.drawing = null; s.dragStart = null; return; }  // pointerdown said the frame is loading
   if (s.drawing) {
     send('edit', {tool: s.tool, points: s.drawing.map(([x, y]) => [round(x), round(y)]), radius: s.radius});
   } else if (s.tool === 'click' && s.image) {
@@ -342,6 +343,7 @@ async function command() {
     s.radius = Math.max(1, Math.round(Math.min(c.width, c.height) / 60));
     $('.imsfr-radius').value = s.radius;
     s.frame = -1;
+    element.dataset.state = '';  // nothing to draw on until the new session's frame shows
   }
   if (c.info) s.info = c.info;
   if (c.message) say(c.message, c.kind || 'info');

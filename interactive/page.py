@@ -79,7 +79,8 @@ def build(app: DemoApp):
         cancel.click(app.cancel, None, progress, concurrency_limit=None, **QUIET)
         poll.tick(app.poll, [editor, tab], [editor, result, progress, header, tab], concurrency_limit=None, **QUIET)
         export.click(app.export, [editor, folder], [status, download], **QUIET)
-        upload.upload(app.open_video, upload, shown, **QUIET)
+        # Emptied after each upload (opened or refused), so that the next video can be dropped straight away.
+        upload.upload(app.open_video, upload, shown, **QUIET).then(lambda: None, None, upload, **QUIET)
         sessions.input(app.open_session, sessions, shown, **QUIET)
         new.click(app.new_session, None, shown, **QUIET)
         load.click(app.load_model, model, status, **QUIET)

@@ -25,7 +25,7 @@ from dataset.synthetic import make_davis_dataset  # noqa: E402
 from interactive.app import DemoApp  # noqa: E402
 from interactive.session import Session  # noqa: E402
 from interactive.tools import next_click  # noqa: E402
-from util.palette import load_annotation  # noqa: E402
+from util.palette import load_annotation, save_palette_png  # noqa: E402
 
 
 class NoCore:
@@ -63,7 +63,7 @@ def main(argv=None):
                  for t in range(args.frames)]
         session = Session(NoCore(), images=frames, workdir=work, size=min(args.size))
         for t in range(args.frames):  # masks on every frame, as after a propagation
-            session.store.write_mask_bytes(t, cv2.imencode(".png", truth[t])[1].tobytes())
+            save_palette_png(session.store.mask_path(t), truth[t])
             session.frame(t)          # the frame cache filled, as after a propagation
         app = DemoApp(NoCore(), session, workdir=work)
         base = {"session": session.id, "object": 1}
@@ -73,6 +73,7 @@ def main(argv=None):
             t = i % args.frames
             start = time.perf_counter()
             reply = app.call("view", {**base, "frame": t})
+            assert reply["ok"], reply
             timings["frame change"].append(time.perf_counter() - start)
             x, y = rng.uniform(50, min(args.size) - 50, 2)
             points = [[float(x + 4 * j), float(y + 2 * j)] for j in range(12)]

@@ -146,7 +146,9 @@ class Page:
         self.page.click(f"#canvas .imsfr-tool[data-tool={name}]")
 
     def point(self, x, y):
-        box = self.page.locator("#canvas .imsfr-view").bounding_box()
+        view = self.page.locator("#canvas .imsfr-view")
+        view.scroll_into_view_if_needed()  # a button below (new session, export) may have scrolled the page
+        box = view.bounding_box()
         return box["x"] + (x + 0.5) * box["width"] / self.width, box["y"] + (y + 0.5) * box["height"] / self.height
 
     def drag(self, points):
