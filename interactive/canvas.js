@@ -344,6 +344,7 @@ async function command() {
     $('.imsfr-radius').value = s.radius;
     s.frame = -1;
     element.dataset.state = '';  // nothing to draw on until the new session's frame shows
+    element.dataset.session = c.session || '';
   }
   if (c.info) s.info = c.info;
   if (c.message) say(c.message, c.kind || 'info');

@@ -109,9 +109,11 @@ class Page:
         self.wait_ready()
 
     def wait_ready(self):
-        """The load event filled the canvas: a frame and its state arrived."""
+        """The canvas shows the session the header names: its frame and state arrived."""
         self.page.wait_for_function("() => { const c = document.querySelector('#canvas [data-state]');"
-                                    " return c && c.dataset.state && !c.dataset.loading; }", timeout=TIMEOUT_MS)
+                                    " const h = document.querySelector('#header');"
+                                    " return c && h && c.dataset.state && !c.dataset.loading && c.dataset.session &&"
+                                    " h.innerText.includes(c.dataset.session + ' ('); }", timeout=TIMEOUT_MS)
 
     def js(self, expression, arg=None):
         return self.page.evaluate(expression, arg)

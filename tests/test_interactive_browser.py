@@ -123,7 +123,8 @@ def iou(a, b):
 def test_a_reload_keeps_the_annotation_and_the_page_shows_frames_as_they_are_written(chrome, demo, clip):
     truth = clip[1]
     page = fresh(chrome, demo)
-    drag_box(page, bounding_box(truth[0] == 1))
+    page.tool("brush")
+    page.drag(fill_stroke(truth[0] == 1))                  # object 1 painted on frame 0
     page.saved("frame 0, object 1: +")
     page.reload()                                          # a new page: the state comes from the server
     assert "annotated frames: 0" in page.header()
