@@ -82,6 +82,14 @@ def open_source(video=None, images=None):
     return source, digest
 
 
+def _tool(t, make, *args):
+    """``make(*args)`` (an annotation tool), its ValueError a SessionError naming frame t."""
+    try:
+        return make(*args)
+    except ValueError as error:
+        raise SessionError(f"frame {t}: {error}") from None
+
+
 @dataclasses.dataclass
 class Propagation:
     """What ``Session.propagate`` did."""
@@ -195,10 +203,7 @@ class Session:
         frame) of ``radius`` pixels: adds to (removes from) object ``object_id``'s pixels on frame t."""
         k = self._object_id(object_id)
         with self._editing(t, expect) as t:
-            try:
-                painted = stroke_mask(self.size, points, radius)
-            except ValueError as error:
-                raise SessionError(f"frame {t}: {error}") from None
+            painted = _tool(t, stroke_mask, self.size, points, radius)
             current = resize_labels(self.mask(t), self.size) == k
             return self._commit(t, {k: self._video_mask(current & ~painted if erase else current | painted)})
 
@@ -207,10 +212,7 @@ class Session:
         in the order made; the first positive): its mask there becomes ``interactive.tools.click_mask``'s."""
         k = self._object_id(object_id)
         with self._editing(t, expect) as t:
-            try:
-                mask = tools.click_mask(self.frame(t), clicks)
-            except ValueError as error:
-                raise SessionError(f"frame {t}: {error}") from None
+            mask = _tool(t, tools.click_mask, self.frame(t), clicks)
             return self._commit(t, {k: self._video_mask(mask)})
 
     def box(self, t, object_id, box, expect=None):
@@ -218,10 +220,7 @@ class Session:
         of the working-size frame)."""
         k = self._object_id(object_id)
         with self._editing(t, expect) as t:
-            try:
-                proposal = tools.grabcut_box(self.frame(t), box)
-            except ValueError as error:
-                raise SessionError(f"frame {t}: {error}") from None
+            proposal = _tool(t, tools.grabcut_box, self.frame(t), box)
             if not proposal.any():
                 raise SessionError(f"frame {t}: grabCut found no object in the box {tuple(box)}; draw a larger "
                                    "box or paint with the brush")
