@@ -198,7 +198,9 @@ class DemoApp:
         try:
             state = canvas.read(value)
             s = self.checked(state)
-            t = int(state.get("frame", 0))
+            if not isinstance(state.get("frame"), int):  # never guess the frame a propagation starts from
+                raise SessionError("the page has not said which frame it shows yet: press Propagate again")
+            t = state["frame"]
             with self.lock:
                 if self.run is not None and self.run.finished is None:
                     raise SessionError(f"busy: a propagation is running ({self.run.done}/{self.run.total} frames; "
@@ -210,6 +212,7 @@ class DemoApp:
                                               name=f"propagation-{run.number}")
                 self.run = run
                 run.thread.start()
+            log.info("propagation %d: %s from frame %d, %d frames", run.number, direction, t, total)
             return run.line()
         except USER_ERRORS as error:
             return self.fail(error, 0)[0]

@@ -354,6 +354,7 @@ async function command() {
     $('.imsfr-notice').textContent = 'this frame changed in another tab: press R (or Reload) to see it';
   }
   render();
+  publish();  // the command replaced props.value: the buttons read the canvas's frame from it again
 }
 watch('value', command);
 selectTool('brush');

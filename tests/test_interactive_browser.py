@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from interactive.app import POLL_INTERVAL
 from interactive.tools import next_click
 from tests.helpers_browser import REPO, Demo, Page, browser, manifest
 from tests.helpers_interactive import j_and_f, write_clip
@@ -113,7 +114,8 @@ def watch_propagation(page, direction="forward", start=0):
         if f"Propagated {direction} from frame {start}:" in progress and progress != before:
             return seen, progress
         time.sleep(0.1)
-    raise AssertionError(f"the propagation did not end: {page.text('#progress')}")
+    log = page.demo.output()[-3000:]
+    raise AssertionError(f"the propagation did not end: {page.text('#progress')!r}\nthe demo's log ends:\n{log}")
 
 
 def iou(a, b):
@@ -214,6 +216,7 @@ def test_annotate_propagate_correct_export(chrome, demo, tmp_path):
     page.page.keyboard.press("1")
     drag_box(page, bounding_box(truth[CORRECTED] == 1))
     page.saved(f"frame {CORRECTED}, object 1: +")
+    time.sleep(3 * POLL_INTERVAL)   # the polls bring the edit's new version to the canvas: its frame must hold
     watch_propagation(page, start=CORRECTED)
     page.page.click("#export")
     page.wait_text("#status", "Exported")
