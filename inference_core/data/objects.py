@@ -53,8 +53,9 @@ class VideoObjects:
     """The objects of a video, read from its annotations.
 
     ``given[t]``: label map (original ids) of the objects given at frame t (for a reader's video:
-    those first given there), other pixels 0; ``new_ids[t]``: their ids. Internal ids 1..K number the objects in order of appearance
-    (by id within a frame); ``to_original[i]`` is the id of internal object i.
+    those first given there), other pixels 0; ``new_ids[t]``: their ids. Internal ids 1..K number
+    the objects in order of appearance (by id within a frame); ``to_original[i]`` is the id of
+    internal object i.
     """
     given: dict
     new_ids: dict
