@@ -10,8 +10,8 @@ import argparse
 import os
 import sys
 
-from dataset.eval_datasets import DavisSet
 from inference_core.cli import add_inference_arguments, run_evaluation
+from inference_core.data.readers import DavisSet
 from inference_core.video_runner import EXIT_FAILED, EXIT_OK
 from util.davis_metrics import evaluate_davis, format_tables, write_tables
 

@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from dataset.eval_datasets import DEFAULT_FPS, FolderSet, SingleVideo, VideoFile
 from inference_core.cli import add_inference_arguments, run_evaluation
+from inference_core.data.readers import DEFAULT_FPS, FolderSet, SingleVideo, VideoFile
 from util.overlay import OVERLAY_KINDS, OverlayWriter
 from util.palette import load_annotation, load_palette
 

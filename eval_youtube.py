@@ -11,8 +11,8 @@ import os
 import sys
 import zipfile
 
-from dataset.eval_datasets import YouTubeSet
 from inference_core.cli import SETUP_ERRORS, add_inference_arguments, run_evaluation
+from inference_core.data.readers import YouTubeSet
 from inference_core.video_runner import EXIT_FAILED, EXIT_OK
 from util.fileio import atomic_open
 

@@ -29,7 +29,7 @@ MAX_BAD_FILES = 20  # different unreadable files a run tolerates; one more stops
 
 # What the loaders raise for a file they cannot use (the message names the
 # file): DatasetError and util.palette.AnnotationError (both ValueError), the
-# ValueError / FileNotFoundError of util.palette.load_frame, and the OSError
+# ValueError / FileNotFoundError of util.fileio.load_frame, and the OSError
 # of a file that cannot be opened or read (PIL's truncated or unidentified
 # images are OSErrors too).
 DATA_ERRORS = (DatasetError, ValueError, OSError)

@@ -23,7 +23,7 @@ from dataset.seeding import SeededDataset
 from dataset.transforms import (BICUBIC, NEAREST, apply_geometry, random_affine, random_colour_jitter,
                                 random_flip, random_grayscale, random_resize_crop, random_tps, to_normalised_tensor)
 from dataset.vos_dataset import abbreviated
-from util.palette import load_frame
+from util.fileio import load_frame
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 NUM_FRAMES = 3

@@ -17,7 +17,8 @@ from dataset import DatasetError
 from dataset.seeding import SeededDataset
 from dataset.transforms import (apply_geometry, random_affine, random_colour_jitter, random_flip,
                                 random_grayscale, random_resized_crop, to_normalised_tensor)
-from util.palette import load_annotation, load_frame
+from util.fileio import load_frame
+from util.palette import load_annotation
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_ATTEMPTS = 5  # frame picks tried for a sample whose first frame shows no object

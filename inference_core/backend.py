@@ -18,7 +18,7 @@ from inference_core.memory_reader import FrameReader
 class TorchBackend:
     def __init__(self, network):
         self.network = network.eval()
-        # Channels-last weights (inference_core/cli.py: build_core): give the first conv a
+        # Channels-last weights (inference_core/build.py: build_core): give the first conv a
         # channels-last frame too, so oneDNN does not convert layouts back and forth.
         self.channels_last = network.key_comp.weight.is_contiguous(memory_format=torch.channels_last)
 

@@ -1,5 +1,6 @@
-"""What every evaluation script shares: its flags, building the core, and the
-run-and-report skeleton (``run_evaluation``), so the scripts stay thin.
+"""What every evaluation script shares: its flags, building the core from them
+(``core_from_args``: inference_core/build.py), and the run-and-report skeleton
+(``run_evaluation``), so the scripts stay thin.
 
 The memory and sampler flags are generated from ``InferenceConfig``'s fields
 (util/config.py: ``--top_k`` / the reference's ``--top``, ``--mem_every``, ...), with
@@ -7,16 +8,12 @@ the benchmark's preset as defaults; the config validates them once.
 """
 import sys
 
-import torch
-
-from dataset.eval_datasets import SequenceError
 from inference_core import sharding
-from inference_core.core import InferenceCore
-from inference_core.onnx_backend import onnx_backend
+from inference_core.build import build_core
+from inference_core.data import SequenceError
 from inference_core.video_runner import EXIT_SETUP, run_videos
-from model.checkpoint import CheckpointError, build_network
+from model.checkpoint import CheckpointError
 from util.config import PRESETS, PROCESSING_SIZE, add_config_arguments, config_from_args
-from util.device import cpu_native, inference_dtype, pick_device, precision_name
 from util.output_guard import refuse_overlap
 
 # What opening a dataset reader or building the core raises for bad input: the scripts exit with EXIT_SETUP.
@@ -42,36 +39,6 @@ def add_inference_arguments(parser, benchmark):
     backend.add_argument("--onnx", metavar="DIR", help="with --backend onnxruntime: the graphs of --model "
                                                        "written by scripts/export_onnx.py")
     add_config_arguments(parser, PRESETS[benchmark])
-
-
-def onnx_config(config):
-    """``config`` for the ONNX Runtime backend, whose graphs compute in float32: ``auto`` runs
-    float32 there; a reduced precision asked for by name is refused (ValueError)."""
-    if config.precision in ("fp32", "auto"):
-        return config.replace(precision="fp32")
-    flag = "--amp" if config.precision == "amp" else f"--precision {config.precision}"
-    raise ValueError(f"{flag} does not apply to --backend onnxruntime (its graphs compute in float32); "
-                     f"use --precision fp32 or auto")
-
-
-def build_core(model, config, device=None, channels_last=True, backend="torch", onnx=None):
-    """Network (``model``: a checkpoint path), device and inference core for ``config``, in
-    ``config.precision`` (fp32, bf16, fp16, auto, amp; errors: CheckpointError, ValueError,
-    RuntimeError). ``backend`` "onnxruntime": the graphs in the folder ``onnx`` exported from
-    ``model`` (float32, no speed layer; OnnxError)."""
-    device = pick_device(device)
-    if backend != "torch" or onnx is not None:
-        return InferenceCore(*onnx_backend(onnx, model, onnx_config(config), device, backend))
-    dtype = inference_dtype(config.precision, device)
-    if device.type == "cpu" and dtype != torch.float32 and not cpu_native(dtype):
-        print(f"note: this CPU has no native {precision_name(dtype)} (docs/speed.md); it is emulated, "
-              f"slower than fp32")
-    if config.offload_memory and device.type != "cuda":
-        print(f"note: --offload_memory has no effect on {device.type}; the memory is already in host memory")
-    network = build_network(model, device)
-    if channels_last:  # oneDNN and CUDA's tensor cores prefer it; TorchBackend follows the weights
-        network.to(memory_format=torch.channels_last)
-    return InferenceCore(network, config, device)
 
 
 def core_from_args(args):

@@ -236,7 +236,7 @@ class OnnxBackend:
 
 def onnx_backend(folder, checkpoint, config, device, backend="onnxruntime"):
     """(OnnxBackend, config, device) for the eval scripts' ``--backend onnxruntime --onnx DIR``:
-    the graphs checked against ``checkpoint``; CUDA only where the runtime has it; ``config`` in fp32 (cli.onnx_config)."""
+    the graphs checked against ``checkpoint``; CUDA only where the runtime has it; ``config`` in fp32 (build.onnx_config)."""
     if backend != "onnxruntime":
         raise OnnxError(f"--onnx {folder} goes with --backend onnxruntime")
     if folder is None:
@@ -245,7 +245,7 @@ def onnx_backend(folder, checkpoint, config, device, backend="onnxruntime"):
     if device.type == "cuda" and providers_for(device) == ["CPUExecutionProvider"]:
         print("note: the installed onnxruntime has no CUDA execution provider; running on the CPU")
         device = torch.device("cpu")
-    if config.precision != "fp32":  # cli.onnx_config resolves the flag first; the graphs run as exported
+    if config.precision != "fp32":  # build.onnx_config resolves the flag first; the graphs run as exported
         raise ValueError(f"--backend onnxruntime runs its graphs as exported, not in {config.precision}")
     backend = OnnxBackend(folder, device, checkpoint=checkpoint)
     if backend.precision != "float32":

@@ -16,8 +16,9 @@ import progressbar
 import torch
 import torch.nn.functional as F
 
-from dataset.eval_datasets import SequenceError, load_objects
 from inference_core import sharding
+from inference_core.data import SequenceError
+from inference_core.data.objects import load_objects
 from util import output_guard
 from util.config import IMAGENET_MEAN, IMAGENET_STD
 from util.palette import save_palette_png
@@ -71,7 +72,7 @@ class VideoResult:
 
 class VideoFrames:
     """The frames of a video as the core reads them: decoded on request (``reader``: a
-    frame source's reader, dataset/frame_sources.py), checked against the video's size,
+    frame source's reader, inference_core/data/frame_sources.py), checked against the video's size,
     resized to ``size`` and normalised on ``device``. Holds no frame."""
 
     def __init__(self, reader, frames, video_size, size, device):

@@ -19,12 +19,12 @@ import time
 
 import gradio as gr
 
+from inference_core.data import SequenceError
 from interactive import canvas
 from interactive.frames import resize_labels
 from interactive.session import Session, SessionError, StaleEdit, load_core
 from interactive.store import SessionStore, video_digest
 from model.checkpoint import CheckpointError
-from util.davis_metrics import SequenceError
 
 log = logging.getLogger("imsfr.interactive")
 VIDEO_TYPES = [".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"]

@@ -1,6 +1,6 @@
 """The frames of the video a session works on, kept at the working size on disk.
 
-:class:`FrameCache` decodes frames on request (dataset/frame_sources.py: a video file
+:class:`FrameCache` decodes frames on request (inference_core/data/frame_sources.py: a video file
 in order with OpenCV, or a folder of image files), scales them down to the working
 size (shorter side ``--size``, the resize of eval_generic.py's frames) and writes one
 PNG per frame under the session's folder; a frame asked for again (slider, backward
@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from dataset.frame_sources import VideoFileFrames
+from inference_core.data import SequenceError
+from inference_core.data.frame_sources import VideoFileFrames
 from inference_core.video_runner import frame_tensor, resize_image
-from util.davis_metrics import SequenceError
 from util.fileio import atomic_write_bytes
 
 

@@ -8,7 +8,7 @@ replaces the prediction there and is memorised: ``InferenceCore.step(corrected_o
 """
 import numpy as np
 
-from dataset.eval_datasets import VideoObjects
+from inference_core.data.objects import ObjectIds, VideoObjects, given_labels
 from inference_core.video_runner import mask_tensor
 from interactive.store import SessionError
 
@@ -31,20 +31,17 @@ def plan(annotations, t, backward, length):
 def given_masks(annotations, order, video_size, size, palette, device):
     """The run's objects (``VideoObjects``, keyed by run position, for ``output_labels``) and the core's
     ``given`` {position: (internal-id mask at ``size``, new ids, corrected ids)}."""
-    introduced, given, ids, new, corrected = [], {}, {}, {}, {}
+    introduced, given, ids, new, corrected = ObjectIds(), {}, {}, {}, {}
     for i, f in enumerate(order):
         if f not in annotations:
             continue
         labels, objects, _ = annotations[f]
-        new[i] = [k for k in sorted(objects) if k not in introduced and (labels == k).any()]
         corrected[i] = [k for k in sorted(objects) if k in introduced]
+        new[i] = introduced.introduce(i, labels, objects)
         ids[i] = new[i] + corrected[i]
         if ids[i]:
-            introduced += new[i]
-            given[i] = np.where(np.isin(labels, ids[i]), labels, 0).astype(np.uint8)
-    to_original = np.array([0, *introduced], dtype=np.uint8)
-    to_internal = np.zeros(256, dtype=np.int64)
-    to_internal[to_original] = np.arange(len(to_original))
+            given[i] = given_labels(labels, ids[i])
+    to_original, to_internal = introduced.arrays()
     objects = VideoObjects(given, {i: ids[i] for i in given}, to_original, to_internal, video_size, palette)
     core_given = {i: (mask_tensor(to_internal[given[i]], size, device),
                       [int(to_internal[k]) for k in new[i]], [int(to_internal[k]) for k in corrected[i]])

@@ -33,9 +33,10 @@ import zipfile
 
 import numpy as np
 
-from dataset.eval_datasets import DEFAULT_FPS
-from dataset.frame_sources import FrameFiles, VideoFileFrames, list_frames
-from inference_core.cli import build_core
+from inference_core.build import build_core
+from inference_core.data import SequenceError
+from inference_core.data.frame_sources import FrameFiles, VideoFileFrames, list_frames
+from inference_core.data.readers import DEFAULT_FPS
 from inference_core.video_runner import output_labels, processing_size
 from interactive import propagation
 from interactive.annotations import Annotations
@@ -44,7 +45,6 @@ from interactive.store import MAX_OBJECTS, SessionError, SessionStore, video_dig
 from interactive.brush import stroke_mask
 from interactive import tools
 from util.config import PRESETS, PROCESSING_SIZE
-from util.davis_metrics import SequenceError
 from util.fileio import atomic_path
 from util.output_guard import OutputError, claim_outputs, mark_complete, refuse_overlap
 from util.overlay import OverlayWriter, blend

@@ -2,7 +2,7 @@
 
 The baseline is the core as it was before the speed work (scripts/baseline_core.py:
 per-read ``IMSFR.segment`` with per-object decoder, dense top-k readout); the optimised
-path is ``InferenceCore`` as the eval scripts build it (inference_core/cli.py: channels-last weights).
+path is ``InferenceCore`` as the eval scripts build it (inference_core/build.py: channels-last weights).
 Both use the same random-init network (or --model) on the same synthetic video,
 runs interleaved (baseline, optimised, baseline, ...),
 --repeats times; the figures are medians of the repeats. Prints:

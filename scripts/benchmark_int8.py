@@ -82,7 +82,8 @@ def run_sequence(backend, config, spec, objects, out_dir):
 
 
 def accuracy(args):
-    from dataset.eval_datasets import DavisSet, load_objects
+    from inference_core.data.objects import load_objects
+    from inference_core.data.readers import DavisSet
     from util.config import PRESETS
     from util.davis_metrics import evaluate_davis
 
@@ -231,7 +232,7 @@ def main(argv=None):
     for command in (a, s):
         command.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    from dataset.eval_datasets import SequenceError
+    from inference_core.data import SequenceError
     from inference_core.onnx_backend import OnnxError
     from model.checkpoint import CheckpointError
 

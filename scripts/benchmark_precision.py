@@ -3,7 +3,7 @@ weights, and speed and peak memory in fresh processes.
 
 --accuracy: one checkpoint on the val split of a DAVIS 2017-layout set (``DAVIS_ROOT/trainval``;
 the quick start's held-out set, scripts/make_synthetic.py output), run by eval_davis.py's core
-(inference_core/cli.py: build_core) once per precision, the runs in lockstep frame by frame in
+(inference_core/build.py: build_core) once per precision, the runs in lockstep frame by frame in
 this process. Per video and over the set: J&F of each run (the built-in DAVIS evaluator's
 formulas), their difference, the share of output pixels with the same label, and max|dp|, the
 largest difference of any probability of any frame. Exit code 1 when a run is outside the bar
@@ -70,7 +70,7 @@ def video_scores(gt, labels):
 def compare_video(first, second, spec, gt_dir):
     """Two cores over one video in lockstep (each reads its own frames): {objects and J&F of each,
     pixels with the same label, pixels, max_dp, frames}."""
-    from dataset.eval_datasets import load_objects
+    from inference_core.data.objects import load_objects
     from inference_core.video_runner import VideoFrames, given_objects, output_labels
     from util.palette import load_annotation
 
@@ -94,8 +94,8 @@ def compare_video(first, second, spec, gt_dir):
 
 
 def accuracy(args):
-    from dataset.eval_datasets import DavisSet
-    from inference_core.cli import build_core
+    from inference_core.build import build_core
+    from inference_core.data.readers import DavisSet
     from util.config import PRESETS
     from util.davis_metrics import DavisResult
 

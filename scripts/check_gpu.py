@@ -90,7 +90,7 @@ def make_network(model, device):
     else:
         torch.manual_seed(0)
         network = IMSFR(pretrained=False).to(device).eval()
-    return network.to(memory_format=torch.channels_last)  # as the eval scripts (inference_core/cli.py)
+    return network.to(memory_format=torch.channels_last)  # as the eval scripts (inference_core/build.py)
 
 
 def core(network, device, precision="fp32"):

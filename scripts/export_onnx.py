@@ -117,8 +117,9 @@ def check_output(output):
 def read_calibration(folder, videos, frames):
     """[(name, [uint8 (H, W, 3) frames], given)] of the first ``frames`` frames of the first
     ``videos`` videos of ``folder`` (given: the core's {t: (mask, new ids)})."""
-    from dataset.eval_datasets import folder_video, load_objects
-    from util.davis_metrics import SequenceError
+    from inference_core.data import SequenceError
+    from inference_core.data.objects import load_objects
+    from inference_core.data.readers import folder_video
     from util.palette import AnnotationError
     from inference_core.video_runner import given_objects
 

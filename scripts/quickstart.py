@@ -22,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import eval_davis  # noqa: E402
 import train  # noqa: E402
 from dataset.synthetic import make_davis_dataset  # noqa: E402
+from util.fileio import load_frame  # noqa: E402
 from util.overlay import write_overlay  # noqa: E402
-from util.palette import load_annotation, load_frame  # noqa: E402
+from util.palette import load_annotation  # noqa: E402
 
 
 def parse_args(argv=None):

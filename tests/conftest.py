@@ -30,13 +30,13 @@ def weights_network(weights):
 def cached_network(weights, weights_network, monkeypatch):
     """The scripts load their weights through build_network: read the test weights only once
     (use with ``pytestmark = pytest.mark.usefixtures("cached_network")``)."""
-    from inference_core import cli
+    from inference_core import build
     from model.checkpoint import build_network
 
-    def build(path, device):
+    def build_cached(path, device):
         return weights_network if path == weights and str(device) == "cpu" else build_network(path, device)
 
-    monkeypatch.setattr(cli, "build_network", build)
+    monkeypatch.setattr(build, "build_network", build_cached)
 
 
 # ----------------------------------------------------------------------------- inference core

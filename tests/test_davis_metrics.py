@@ -8,7 +8,7 @@ import pytest
 
 from dataset.synthetic import make_davis_dataset
 from scripts import evaluate_davis as evaluate_script
-from util.davis_metrics import (SequenceError, boundary_radius, db_eval_boundary, db_eval_iou, evaluate_davis,
+from util.davis_metrics import (EvaluationError, boundary_radius, db_eval_boundary, db_eval_iou, evaluate_davis,
                                 evaluate_sequence, f_measure, format_tables, object_statistics, seg2bmap,
                                 write_tables)
 from util.palette import load_annotation, save_palette_png
@@ -160,9 +160,9 @@ def test_evaluate_sequence_void_objects_and_errors():
     np.testing.assert_array_equal(f, np.ones((3, 3)))
     too_many = square_video()
     too_many[2, 0, 0] = 3
-    with pytest.raises(SequenceError, match="predicted object id 3"):
+    with pytest.raises(EvaluationError, match="predicted object id 3"):
         evaluate_sequence(square_video(), too_many)
-    with pytest.raises(SequenceError, match="T >= 3"):
+    with pytest.raises(EvaluationError, match="T >= 3"):
         evaluate_sequence(gt[:2], gt[:2])
 
 
@@ -267,5 +267,5 @@ def test_davis2016_frame_list_gives_the_sequences(tmp_path):
         "/JPEGImages/480p/cows/00000.jpg /Annotations/480p/cows/00000.png\n")
     assert read_sequence_list(tmp_path, "2016", "val") == ["blackswan", "cows"]
     (tmp_path / "ImageSets" / "480p" / "val.txt").write_text("blackswan\n")
-    with pytest.raises(SequenceError, match=r"val\.txt: cannot read line 'blackswan'"):
+    with pytest.raises(EvaluationError, match=r"val\.txt: cannot read line 'blackswan'"):
         read_sequence_list(tmp_path, "2016", "val")

@@ -15,7 +15,9 @@ import eval_davis
 import eval_davis_2016
 import eval_generic
 import eval_youtube
-from dataset.eval_datasets import DavisSet, SequenceError, YouTubeSet, load_objects
+from inference_core.data import SequenceError
+from inference_core.data.objects import load_objects
+from inference_core.data.readers import DavisSet, YouTubeSet
 from dataset.synthetic import make_davis_dataset, make_youtube_dataset
 from util.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams

@@ -80,7 +80,7 @@ def test_youtube_object_appearing_mid_video_with_sparse_outputs(network):
 
 @pytest.mark.parametrize("procedure", ["davis2017", "youtube"])
 def test_channels_last_network_same_probabilities(network, procedure):
-    """The eval scripts' network: channels-last weights (inference_core/cli.py: build_core)."""
+    """The eval scripts' network: channels-last weights (inference_core/build.py: build_core)."""
     fast = copy.deepcopy(network).to(memory_format=torch.channels_last)
     assert TorchBackend(fast).channels_last
     config = PRESETS[procedure].replace(mem_every=2, sample_threshold=3, anchors=(1, -2))

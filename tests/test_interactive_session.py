@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import eval_generic
-from dataset.frame_sources import VideoFileFrames
+from inference_core.data.frame_sources import VideoFileFrames
 from interactive.frames import FrameCache
 from interactive.session import Session, SessionError, load_core
 from interactive.tools import grabcut_box

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from inference_core import cli
+from inference_core import build, cli
 from inference_core.core import InferenceCore
 from inference_core.frame_store import FrameStore, ReservoirIndex
 from inference_core.memory_bank import MemoryBank
@@ -316,7 +316,7 @@ def test_flags(monkeypatch, capsys, network):
     assert parse("davis2017", "--memory_budget", "20").memory_budget == 20
     with pytest.raises(SystemExit):
         parse("davis2017", "--memory_budget", "0")
-    monkeypatch.setattr(cli, "build_network", lambda path, device: network)
+    monkeypatch.setattr(build, "build_network", lambda path, device: network)
     core = cli.core_from_args(parse("davis2017", "--device", "cpu", "--memory_budget", "20",
                                          "--offload_memory"))
     assert "note: --offload_memory has no effect on cpu" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import torch
 
 import eval_davis
 from dataset.synthetic import make_davis_dataset
-from inference_core import cli
+from inference_core import build, cli
 from inference_core import core as core_module
 from inference_core.core import InferenceCore
 from tests.helpers_capture import progress_to_current_streams
@@ -90,21 +90,21 @@ def test_build_core_takes_the_configs_precision(weights, tmp_path, monkeypatch, 
     path = tmp_path / "cpuinfo"
     monkeypatch.setattr(device_module, "CPUINFO", str(path))
     path.write_text(ZEN3)
-    assert cli.build_core(weights, PRESETS["generic"], "cpu").dtype == torch.float32
+    assert build.build_core(weights, PRESETS["generic"], "cpu").dtype == torch.float32
     assert capsys.readouterr().out == ""
-    assert cli.build_core(weights, PRESETS["generic"].replace(precision="bf16"), "cpu").dtype == torch.bfloat16
+    assert build.build_core(weights, PRESETS["generic"].replace(precision="bf16"), "cpu").dtype == torch.bfloat16
     assert "note: this CPU has no native bf16" in capsys.readouterr().out
     path.write_text(SAPPHIRE_RAPIDS)
-    assert cli.build_core(weights, PRESETS["generic"], "cpu").dtype == torch.bfloat16
+    assert build.build_core(weights, PRESETS["generic"], "cpu").dtype == torch.bfloat16
     assert capsys.readouterr().out == ""
 
 
 def test_onnx_backend_runs_float32_and_refuses_a_named_reduced_precision():
-    assert cli.onnx_config(PRESETS["generic"]).precision == "fp32"
-    assert cli.onnx_config(PRESETS["davis2017"]).precision == "fp32"
+    assert build.onnx_config(PRESETS["generic"]).precision == "fp32"
+    assert build.onnx_config(PRESETS["davis2017"]).precision == "fp32"
     for precision, flag in (("bf16", "--precision bf16"), ("fp16", "--precision fp16"), ("amp", "--amp")):
         with pytest.raises(ValueError, match=f"^{flag} does not apply to --backend onnxruntime"):
-            cli.onnx_config(PRESETS["davis2017"].replace(precision=precision))
+            build.onnx_config(PRESETS["davis2017"].replace(precision=precision))
 
 
 @pytest.mark.parametrize("flags", [["--precision", "bf16"], ["--amp"]])

@@ -11,12 +11,14 @@ import pytest
 from PIL import Image
 
 import eval_generic
-from dataset.eval_datasets import SequenceError, VideoFileFrames
 from dataset.synthetic import make_davis_dataset
+from inference_core.data import SequenceError
+from inference_core.data.frame_sources import VideoFileFrames
 from util.output_guard import MANIFEST
 from tests.helpers_capture import progress_to_current_streams
 from util.overlay import OverlayWriter
-from util.palette import load_annotation, load_frame
+from util.fileio import load_frame
+from util.palette import load_annotation
 
 H, W = 48, 64
 FRAMES = 6

@@ -1,7 +1,8 @@
 """DAVIS semi-supervised evaluation: J (region), F (boundary) and their statistics.
 
-The definitions follow the official DAVIS 2017 evaluation toolkit, quirks
-included (see /work/shared/reference/DAVIS_METRICS.md):
+It computes what the official DAVIS 2017 semi-supervised evaluation toolkit
+computes (its definitions are the older MATLAB toolkit's): the same J, F and
+statistics for the same ground truth and result folders, quirks included:
 - 255 (void) in the ground truth counts as background; void pixels are not
   excluded from the scores (the toolkit passes no void mask).
 - The first and the last frame are not scored, and, as in the toolkit, only
@@ -31,8 +32,9 @@ GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Reca
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 
 
-class SequenceError(ValueError):
-    """A sequence (video) that cannot be read or scored; the message names the file and the problem."""
+class EvaluationError(ValueError):
+    """Ground truth, a result folder or a sequence list that cannot be read or scored; the message names
+    the file (or sequence) and the problem."""
 
 
 # ----------------------------------------------------------------------------- per-frame measures
@@ -161,11 +163,11 @@ def score_frames(gt_labels, pred_labels, num_objects, where="sequence"):
     """J and F arrays (num_objects x frames) for label maps that are all scored."""
     gt_labels, pred_labels = np.asarray(gt_labels), np.asarray(pred_labels)
     if gt_labels.shape != pred_labels.shape:
-        raise SequenceError(f"{where}: prediction shape {pred_labels.shape} differs from ground truth "
+        raise EvaluationError(f"{where}: prediction shape {pred_labels.shape} differs from ground truth "
                             f"{gt_labels.shape}")
     top = int(pred_labels.max()) if pred_labels.size else 0
     if top > num_objects:
-        raise SequenceError(f"{where}: predicted object id {top} but the first ground-truth frame has only "
+        raise EvaluationError(f"{where}: predicted object id {top} but the first ground-truth frame has only "
                             f"{num_objects} object(s)")
     j = np.zeros((num_objects, len(gt_labels)))
     f = np.zeros((num_objects, len(gt_labels)))
@@ -183,7 +185,7 @@ def evaluate_sequence(gt_masks, pred_masks):
     """
     gt_masks, pred_masks = np.asarray(gt_masks), np.asarray(pred_masks)
     if gt_masks.ndim != 3 or len(gt_masks) < 3:
-        raise SequenceError(f"need T x H x W ground truth with T >= 3 (first and last frames are not scored), "
+        raise EvaluationError(f"need T x H x W ground truth with T >= 3 (first and last frames are not scored), "
                             f"got shape {gt_masks.shape}")
     gt_masks = np.where(gt_masks == 255, 0, gt_masks)
     num_objects = int(gt_masks[0].max())
@@ -196,17 +198,17 @@ def _sequence_objects(sequence, j, f):
 
 
 def _score_sequence(davis_root, results_dir, sequence, year):
-    """Read and score one sequence; a ``SequenceError`` names what is wrong."""
+    """Read and score one sequence; an ``EvaluationError`` names what is wrong."""
     gt_dir = os.path.join(davis_root, "Annotations", "480p", sequence)
     if not os.path.isdir(gt_dir):
-        raise SequenceError(f"{sequence}: ground-truth folder {gt_dir} not found")
+        raise EvaluationError(f"{sequence}: ground-truth folder {gt_dir} not found")
     frames = sorted(name[:-4] for name in os.listdir(gt_dir) if name.endswith(".png"))
     if len(frames) < 3:
-        raise SequenceError(f"{sequence}: {len(frames)} ground-truth frames in {gt_dir}; at least 3 are needed "
+        raise EvaluationError(f"{sequence}: {len(frames)} ground-truth frames in {gt_dir}; at least 3 are needed "
                             "(first and last are not scored)")
     pred_dir = os.path.join(results_dir, sequence)
     if not os.path.isdir(pred_dir):
-        raise SequenceError(f"{sequence}: result folder {pred_dir} not found")
+        raise EvaluationError(f"{sequence}: result folder {pred_dir} not found")
     gt = np.stack([load_annotation(os.path.join(gt_dir, name + ".png")) for name in frames])
     if year == "2016":
         gt = (gt > 0).astype(np.uint8)  # single object; also reads DAVIS 2016's 0/255 masks
@@ -217,15 +219,15 @@ def _score_sequence(davis_root, results_dir, sequence, year):
     for name, gt_frame in zip(frames[1:-1], gt[1:-1]):
         path = os.path.join(pred_dir, name + ".png")
         if not os.path.isfile(path):
-            raise SequenceError(f"{sequence}: missing result frame {path}")
+            raise EvaluationError(f"{sequence}: missing result frame {path}")
         pred = load_annotation(path)
         if pred.shape != gt_frame.shape:
-            raise SequenceError(f"{sequence}: {path} is {pred.shape[1]}x{pred.shape[0]} (W x H) but the ground "
+            raise EvaluationError(f"{sequence}: {path} is {pred.shape[1]}x{pred.shape[0]} (W x H) but the ground "
                                 f"truth is {gt_frame.shape[1]}x{gt_frame.shape[0]}")
         if year == "2016":
             pred = (pred > 0).astype(np.uint8)
         elif pred.max() > num_objects:
-            raise SequenceError(f"{sequence}: {path} holds object id {pred.max()} but the first ground-truth "
+            raise EvaluationError(f"{sequence}: {path} holds object id {pred.max()} but the first ground-truth "
                                 f"frame has only {num_objects} object(s)")
         preds.append(pred)
     j, f = score_frames(gt[1:-1], np.stack(preds), num_objects, where=sequence)
@@ -236,7 +238,7 @@ def _score_or_fail(davis_root, results_dir, sequence, year):
     """Worker entry: (objects, None) or (None, message) so one bad sequence stops nothing."""
     try:
         return _score_sequence(davis_root, results_dir, sequence, year), None
-    except (ValueError, OSError) as error:  # SequenceError, AnnotationError, unreadable files
+    except (ValueError, OSError) as error:  # EvaluationError, AnnotationError, unreadable files
         message = str(error)
         return None, message if message.startswith(sequence) else f"{sequence}: {message}"
 
@@ -273,7 +275,7 @@ def frame_list_sequences(lines, path):
     for line in lines:
         parts = line.split()[0].strip("/").split("/")
         if len(parts) < 4 or parts[0] != "JPEGImages":
-            raise SequenceError(f"{path}: cannot read line '{line}' (expected /JPEGImages/480p/<seq>/<frame>)")
+            raise EvaluationError(f"{path}: cannot read line '{line}' (expected /JPEGImages/480p/<seq>/<frame>)")
         names[parts[2]] = None
     return list(names)
 

@@ -1,4 +1,4 @@
-"""Atomic file writing and small I/O helpers shared by every script.
+"""Atomic file writing and small I/O helpers shared by every script (reading a frame image too).
 
 Every output this project writes (masks, checkpoints, CSV tables, archives)
 goes through :func:`atomic_write`: the data is written to a temporary file in
@@ -9,6 +9,9 @@ import contextlib
 import io
 import os
 import tempfile
+
+import numpy as np
+from PIL import Image
 
 
 def current_umask():
@@ -65,3 +68,15 @@ def atomic_torch_save(obj, path):
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_frame(path) -> np.ndarray:
+    """Read an RGB frame as ``uint8`` H x W x 3, with a clear error naming the file."""
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: frame not found") from None
+    except Exception as error:
+        raise ValueError(f"{path}: unreadable image ({error})") from None

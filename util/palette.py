@@ -85,14 +85,3 @@ def load_palette(path) -> bytes:
         return DAVIS_PALETTE
     return bytes(palette[:768]).ljust(768, b"\0")
 
-
-def load_frame(path) -> np.ndarray:
-    """Read an RGB frame as ``uint8`` H x W x 3, with a clear error naming the file."""
-    path = os.fspath(path)
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: frame not found") from None
-    except Exception as error:
-        raise ValueError(f"{path}: unreadable image ({error})") from None

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from util.davis_metrics import SequenceError
-from util.palette import load_frame
+from inference_core.data import SequenceError
+from util.fileio import load_frame
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -2,24 +2,23 @@
 
 A reader lists its videos (``names``) and describes one on request
 (``video(name)`` -> :class:`VideoSpec`), so a broken video raises its error
-when it is processed and the other videos still run. :func:`load_objects`
-reads and checks a video's annotations before any frame is segmented.
-Every error is a :class:`SequenceError` (or util.palette.AnnotationError)
-whose message names the file and what is wrong with it.
+when it is processed and the other videos still run. ``load_objects``
+(inference_core/data/objects.py) reads and checks a video's annotations
+before any frame is segmented. Every error is a ``SequenceError``
+(inference_core/data/__init__.py) or a util.palette.AnnotationError whose
+message names the file and what is wrong with it.
 
 A video's frames come from a frame source (``VideoSpec.frames``,
-dataset/frame_sources.py): a folder of image files or a video file.
+inference_core/data/frame_sources.py): a folder of image files or a video file.
 """
 import dataclasses
 import json
 import os
 
-import numpy as np
-
-from dataset.frame_sources import FrameFiles, VideoFileFrames, list_frames, stem
-from util.davis_metrics import SequenceError, frame_list_sequences
+from inference_core.data import SequenceError
+from inference_core.data.frame_sources import FrameFiles, VideoFileFrames, list_frames, stem
+from util.davis_metrics import EvaluationError, frame_list_sequences
 from util.output_guard import plain_name
-from util.palette import DAVIS_PALETTE, load_annotation, load_palette
 # The frame rate of overlays of frame folders (which have none).
 DEFAULT_FPS = 10
 
@@ -43,26 +42,6 @@ class VideoSpec:
         """{frame index: output file name} of the frames to write."""
         indices = range(len(self.frames)) if self.saved_frames is None else self.saved_frames
         return {t: self.frames.name(t) + ".png" for t in indices}
-
-
-@dataclasses.dataclass
-class VideoObjects:
-    """The objects of a video, read from its annotations.
-
-    ``given[t]``: label map (original ids) of the objects first given at frame t,
-    other pixels 0. Internal ids 1..K number the objects in order of appearance
-    (by id within a frame); ``to_original[i]`` is the id of internal object i.
-    """
-    given: dict
-    new_ids: dict
-    to_original: np.ndarray
-    to_internal: np.ndarray
-    size: tuple                  # (H, W) of the frames
-    palette: bytes
-
-
-def read_list(path, what):
-    return [line for _, line in read_numbered_list(path, what)]
 
 
 def read_numbered_list(path, what):
@@ -95,41 +74,6 @@ def check_davis_numbering(frames):
                                 f"the next frame file is {os.path.basename(path)})")
 
 
-def load_objects(spec: VideoSpec) -> VideoObjects:
-    """Read and check the annotations of a video (sizes, ids, listed objects)."""
-    frames = spec.frames
-    size = frames.size(0)
-    given, new_ids, introduced = {}, {}, {}  # introduced: original id -> frame index, in order
-    for t in sorted(spec.annotation_paths):
-        path = spec.annotation_paths[t]
-        labels = load_annotation(path)
-        if spec.merge_objects:
-            labels = (labels > 0).astype(np.uint8)
-        frame_size = frames.size(t)
-        if labels.shape != frame_size or frame_size != size:
-            raise SequenceError(f"{path}: annotation is {labels.shape[1]}x{labels.shape[0]} (WxH) but frame "
-                                f"{frames.where(t)} is {frame_size[1]}x{frame_size[0]} and the video "
-                                f"{size[1]}x{size[0]}")
-        new = [int(i) for i in np.unique(labels) if i != 0 and i not in introduced]
-        if not introduced and not new:
-            raise SequenceError(f"{path}: first annotation has no object (every pixel is 0)")
-        if new:
-            given[t] = np.where(np.isin(labels, new), labels, 0).astype(np.uint8)
-            new_ids[t] = new
-            introduced.update((i, t) for i in new)
-    for obj_id, t in sorted(spec.listed_objects.items()):
-        if introduced.get(obj_id, len(frames)) > t:
-            path = spec.annotation_paths.get(t, frames.where(t))
-            raise SequenceError(f"{path}: label id {obj_id} is not present, but object {obj_id} is listed "
-                                f"from frame {frames.name(t)} on")
-    to_original = np.array([0, *introduced], dtype=np.uint8)
-    to_internal = np.zeros(256, dtype=np.int64)
-    to_internal[to_original] = np.arange(len(to_original))
-    first_path = spec.annotation_paths[min(spec.annotation_paths)]
-    palette = DAVIS_PALETTE if spec.merge_objects else load_palette(first_path)
-    return VideoObjects(given, new_ids, to_original, to_internal, size, palette)
-
-
 # ----------------------------------------------------------------------------- DAVIS
 
 
@@ -151,7 +95,11 @@ class DavisSet:
         listing = os.path.join(self.root, "ImageSets", "480p", f"{self.split}.txt")
         names = {}
         for n, line in read_numbered_list(listing, f"sequence list (looked for {own} too)"):
-            for name in frame_list_sequences([line], listing):
+            try:
+                sequences = frame_list_sequences([line], listing)
+            except EvaluationError as error:
+                raise SequenceError(str(error)) from None
+            for name in sequences:
                 names[check_name(name, f"{listing}: line {n}")] = None
         return list(names)
 
