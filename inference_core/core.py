@@ -98,7 +98,7 @@ class InferenceCore:
         self.num_objects = 0
         self.frame_index = -1
         self.processed = 0              # frames run through the network
-        self.sampler = IsogenousSampler.from_config(self.config)
+        self.sampler = IsogenousSampler(self.config)
         self.procedure.start_video()
 
     @property

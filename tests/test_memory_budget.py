@@ -75,7 +75,7 @@ def test_anchors_are_never_evicted_and_read_as_without_budget(name, budget_extra
     head, tail = anchor_span(anchors)
     budget = minimum_budget(anchors) - 1 + budget_extra
     index = ReservoirIndex(budget, head, tail, random.Random(budget_extra))
-    sampler = IsogenousSampler(10, 0.6, anchors, seed=1)
+    sampler = IsogenousSampler(InferenceConfig(sample_threshold=10, sample_fraction=0.6, anchors=anchors, seed=1))
     checked = set()
     for m in range(300):
         slot = index.add(1000 + 6 * m)  # video frame of memory frame m
@@ -112,7 +112,7 @@ def test_bounded_store_is_allocated_once_and_overwritten_in_place():
                 torch.full((1, objects, 4, 2, 2), -float(value)))
 
     bank = MemoryBank([1, 2], budget=6, anchors=(0, -2), rng=random.Random(0))
-    sampler = IsogenousSampler(3, 0.5, (0, -2), seed=0)
+    sampler = IsogenousSampler(InferenceConfig(sample_threshold=3, sample_fraction=0.5, anchors=(0, -2), seed=0))
     pointers = set()
     for t in range(100):
         bank.add(t, *frame(t))
