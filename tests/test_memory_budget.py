@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference_core import cli
-from inference_core.core import InferenceCore
+from inference_core.core import InferenceCore, memory_store_device
 from inference_core.frame_store import FrameStore, ReservoirIndex
 from inference_core.memory_bank import MemoryBank
 from inference_core.sampler import IsogenousSampler
@@ -281,7 +281,7 @@ def test_offload_moves_only_the_frames_read(network):
     """Store and compute devices split (both CPU here: no GPU in this test environment);
     each read copies out of the store exactly the frames it reads (keys and values)."""
     config = PRESETS["davis2017"].replace(mem_every=1, memory_budget=16, offload_memory=True)
-    core = InferenceCore(network, config, "cpu", store_device="cpu")
+    core = InferenceCore(network, config, "cpu")
     assert core.store_device == torch.device("cpu")
     frames = clip(30)
     checked = 0
@@ -298,9 +298,11 @@ def test_offload_moves_only_the_frames_read(network):
 
     run(core, frames, first_mask(), check=check)
     assert checked == 29
-    # Without CUDA the flag keeps the store where the network runs.
-    plain = InferenceCore(network, config, "cpu")
-    assert plain.store_device == plain.device
+    # Without CUDA the flag keeps the store where the network runs; on CUDA it puts it on the CPU.
+    assert core.store_device == core.device
+    cuda = torch.device("cuda")
+    assert memory_store_device(config, cuda) == torch.device("cpu")
+    assert memory_store_device(config.replace(offload_memory=False), cuda) == cuda
 
 
 def test_flags(monkeypatch, capsys, network):
