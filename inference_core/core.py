@@ -68,17 +68,20 @@ class MemoryState:
     transfers: list         # (key frames, value frames) copied out of the store by the last read
 
 
+def memory_store_device(config: InferenceConfig, device: torch.device) -> torch.device:
+    """Where a core computing on ``device`` keeps the long-term memory: the CPU with
+    ``config.offload_memory`` on CUDA (only the frames read go to the GPU), else ``device``."""
+    return torch.device("cpu") if config.offload_memory and device.type == "cuda" else device
+
+
 class InferenceCore:
-    def __init__(self, network, config: InferenceConfig, device, store_device=None):
+    def __init__(self, network, config: InferenceConfig, device):
         """``network``: an ``IMSFR`` (run by ``TorchBackend``) or a backend with the same three
-        calls. ``store_device``: where the long-term memory lives (default: CPU with
-        ``config.offload_memory`` on CUDA, else ``device``)."""
+        calls. The long-term memory lives on ``memory_store_device(config, device)``."""
         self.backend = TorchBackend(network) if isinstance(network, torch.nn.Module) else network
         self.config = config
         self.device = torch.device(device)
-        if store_device is None:
-            store_device = "cpu" if config.offload_memory and self.device.type == "cuda" else self.device
-        self.store_device = torch.device(store_device)
+        self.store_device = memory_store_device(config, self.device)
         # What the convolutions compute in (config.precision on this device; util/device.py).
         self.dtype = inference_dtype(config.precision, self.device)
         self.procedure = make_procedure(config)
@@ -98,7 +101,7 @@ class InferenceCore:
         self.num_objects = 0
         self.frame_index = -1
         self.processed = 0              # frames run through the network
-        self.sampler = IsogenousSampler.from_config(self.config)
+        self.sampler = IsogenousSampler(self.config)
         self.procedure.start_video()
 
     @property

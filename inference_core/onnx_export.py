@@ -13,9 +13,10 @@ width (multiples of 16), objects and memory frames are dynamic.
 calibrated on recorded inputs of the float32 graph (scripts/export_onnx.py --quantize int8).
 
 The segment graph is the PyTorch backend's ``segment`` for one ``MemoryRead``: the three
-readouts, the gate fusion and the decoder. Its long-term readout keeps the ``top_k`` largest
-affinities of each query pixel and gathers their values (a graph input; ``top_k`` at least
-the memory size reads the whole memory by plain softmax, as ``softmax_affinity``).
+readouts, the gate fusion and the decoder. Its long-term readout is the backend's top-k
+readout (inference_core/memory_reader.py: the ``top_k`` largest affinities of each query pixel
+and a gather of their values; ``top_k`` a graph input, at least the memory size a plain
+softmax over the whole memory).
 """
 import contextlib
 import copy
@@ -31,6 +32,7 @@ from torch.export import Dim
 
 from inference_core.backend import TorchBackend
 from inference_core.memory_bank import MemoryRead
+from inference_core.memory_reader import read_memory_top_k, top_k_weights
 from model.memory_readout import MemoryRecord, l2_affinity, read_memory
 from model.network import KEY_CHANNELS, VALUE_CHANNELS
 from util import __version__
@@ -85,27 +87,25 @@ class ValueEncoderGraph(KeyEncoderGraph):
         return self.network.encode_value(frame, f16, masks, next_frame, others)
 
 
-def top_k_readout(affinity, memory_value, top_k):
-    """``read_memory(softmax_affinity(affinity, top_k), memory_value)`` for a graph: ``top_k`` a
-    0-d int64 tensor. Below the memory size, the k kept values of each query pixel are gathered
-    (as inference_core/memory_reader.py); otherwise a plain softmax reads the whole memory."""
-    _, objects, channels, _, height, width = memory_value.shape
-    rows = memory_value.reshape(objects * channels, -1)  # K C, T H W
+def top_k_readout(memory_key, memory_value, query_key, top_k):
+    """The long-term readout for a graph (``top_k`` a 0-d int64 tensor): below the memory size,
+    inference_core/memory_reader.py's top-k readout; otherwise a plain softmax over the whole
+    memory (an ONNX ``If``)."""
+    affinity = l2_affinity(memory_key, query_key)
+    # The value's (h, w) written as the query's (the same sizes): torch.cond merges the two
+    # branches' outputs only where both derive their shapes from the same symbols.
+    memory_value = memory_value.reshape(*memory_value.shape[:4], *query_key.shape[-2:])
 
-    def gathered(affinity, rows, top_k):
+    def gathered(affinity, memory_value, top_k):
         k = top_k.item()
         torch._check(k >= 1)
         torch._check(k < affinity.shape[1])
-        weights, indices = torch.topk(affinity[0], k=k, dim=0)          # k, HW
-        weights = torch.softmax(weights, dim=0).unsqueeze(-1)           # k, HW, 1
-        picked = rows.transpose(0, 1).index_select(0, indices.flatten()).view(k, -1, rows.shape[0])
-        return (picked * weights).sum(0).transpose(0, 1).contiguous()   # K C, HW
+        return read_memory_top_k(*top_k_weights(affinity, k), memory_value)
 
-    def dense(affinity, rows, top_k):
-        return rows @ torch.softmax(affinity[0], dim=0)
+    def dense(affinity, memory_value, top_k):
+        return read_memory(torch.softmax(affinity, dim=1), memory_value)
 
-    out = torch.cond(top_k < affinity.shape[1], gathered, dense, (affinity, rows, top_k))
-    return out.view(1, objects, channels, height, width)
+    return torch.cond(top_k < affinity.shape[1], gathered, dense, (affinity, memory_value, top_k))
 
 
 class SegmentGraph(KeyEncoderGraph):
@@ -114,7 +114,7 @@ class SegmentGraph(KeyEncoderGraph):
     def forward(self, key, f8, f4, long_term_key, long_term_value, first_key, first_value, previous_key,
                 previous_value, top_k):
         net = self.network
-        long_term = top_k_readout(l2_affinity(long_term_key, key), long_term_value, top_k)
+        long_term = top_k_readout(long_term_key, long_term_value, key, top_k)
         first = read_memory(torch.softmax(l2_affinity(first_key, key), dim=1), first_value)
         previous = read_memory(torch.softmax(l2_affinity(previous_key, key), dim=1), previous_value)
         fused = net.fuse(long_term.flatten(0, 1), first.flatten(0, 1), previous.flatten(0, 1))

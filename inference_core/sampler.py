@@ -4,7 +4,8 @@ With T memory frames and T > ``threshold``, the long-term readout reads
 ``int(fraction * T)`` distinct frames drawn uniformly from the T - 1 oldest
 (the newest frame enters through the previous-frame readout anyway) plus
 fixed anchor frames; with T <= ``threshold`` it reads every frame. This is
-the reference's rule; ``util/config.py`` holds each benchmark's numbers (``PRESETS``).
+the reference's rule. Its settings are an ``InferenceConfig``'s (util/config.py, where
+``PRESETS`` holds each benchmark's numbers).
 
 The random stream belongs to the sampler and is seeded. It is Python's
 ``random.Random``, drawn with ``sample`` exactly as the reference draws from
@@ -12,18 +13,18 @@ the global ``random`` module, so for the same seed both read the same frames.
 """
 import random
 
-from util.config import check_sampler
+from util.config import InferenceConfig
 
 
 class IsogenousSampler:
-    def __init__(self, threshold: int = 8, fraction: float = 0.1, anchors=(0, -2), seed=None):
-        anchors = tuple(int(a) for a in anchors)
-        check_sampler(threshold, fraction, anchors)
-        self.threshold = threshold
-        self.fraction = fraction
-        self.anchors = anchors
-        self.seed = seed
-        self.rng = random.Random(seed)
+    def __init__(self, config: InferenceConfig):
+        """The sampler of an ``InferenceConfig`` (validated there): its ``sample_threshold``,
+        ``sample_fraction`` and ``anchors``, seeded with its ``seed``."""
+        self.threshold = config.sample_threshold
+        self.fraction = config.sample_fraction
+        self.anchors = config.anchors
+        self.seed = config.seed
+        self.rng = random.Random(self.seed)
 
     def reset(self, seed=None):
         """Restart the random stream (from ``seed`` or the constructor's seed)."""
@@ -46,11 +47,6 @@ class IsogenousSampler:
             return None
         drawn = sorted(self.rng.sample(range(num_frames - 1), self.num_drawn(num_frames)))
         return [a % num_frames for a in self.anchors] + drawn
-
-    @classmethod
-    def from_config(cls, config):
-        """The sampler of an ``InferenceConfig``, seeded with its seed."""
-        return cls(config.sample_threshold, config.sample_fraction, config.anchors, config.seed)
 
     def __repr__(self):
         return (f"IsogenousSampler(threshold={self.threshold}, fraction={self.fraction}, "

@@ -1,6 +1,7 @@
-"""Memory reading: L2 affinity between memory keys and a query key, plain or
-top-k softmax over memory positions, the weighted sum of memory values, and the
-record of the three memories a query reads."""
+"""Memory reading: L2 affinity between memory keys and a query key, the weighted sum
+of memory values (weights: a softmax of the affinity over memory positions), and the
+record of the three memories a query reads. The inference's top-k readout of the
+long-term memory is inference_core/memory_reader.py."""
 import math
 from dataclasses import dataclass
 
@@ -35,16 +36,6 @@ def l2_affinity(memory_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tens
     qk = query_key.flatten(2)             # B, C, HW
     key_sq = mk.pow(2).sum(1).unsqueeze(2)
     return (2 * mk.transpose(1, 2) @ qk - key_sq) / math.sqrt(channels)
-
-
-def softmax_affinity(affinity: torch.Tensor, top_k: int = None) -> torch.Tensor:
-    """Softmax over memory positions (dim 1); with ``top_k``, only the k largest
-    affinities of each query pixel are kept and renormalised (the rest are 0)."""
-    if top_k is None or top_k >= affinity.shape[1]:
-        return torch.softmax(affinity, dim=1)
-    values, indices = torch.topk(affinity, k=top_k, dim=1)
-    weights = torch.softmax(values, dim=1)
-    return torch.zeros_like(affinity).scatter_(1, indices, weights)
 
 
 def read_memory(weights: torch.Tensor, memory_value: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.nn as nn
 from model.aggregate import soft_aggregate_logits
 from model.backbones import KeyEncoder
 from model.decoder import Decoder
-from model.memory_readout import MemoryRecord, l2_affinity, read_memory, softmax_affinity
+from model.memory_readout import MemoryRecord, l2_affinity, read_memory
 from model.positional import sinusoidal_encoding
 from model.value_encoder import FrameRelationValueEncoder
 from util.tensor_util import pad_divide_by, unpad
@@ -77,22 +77,21 @@ class IMSFR(nn.Module):
         return encoded.view_as(value)
 
     # ---- reading, fusing and decoding -------------------------------------------
-    def read(self, query_key, memory: MemoryRecord, top_k=None):
+    def read(self, query_key, memory: MemoryRecord):
         """The three readouts (long-term, first frame, previous frame), each (B, K, 512, h, w),
-        by dense softmax weights; ``top_k`` applies to the long-term readout only. (Inference
-        reads the same numbers through inference_core/memory_reader.py, which shares
-        affinities across reads and gathers the top-k values.)"""
+        by dense softmax weights over all their memory positions (the training read; inference
+        reads the long-term memory by top-k softmax through inference_core/memory_reader.py,
+        which also shares affinities across reads)."""
         affinities = {}  # within this call: the first training read uses one key for all three memories
 
-        def weights(key, k):
-            ident = (id(key), k)
-            if ident not in affinities:
-                affinities[ident] = softmax_affinity(l2_affinity(key, query_key), k)
-            return affinities[ident]
+        def weights(key):
+            if id(key) not in affinities:
+                affinities[id(key)] = torch.softmax(l2_affinity(key, query_key), dim=1)
+            return affinities[id(key)]
 
-        return (read_memory(weights(memory.long_term_key, top_k), memory.long_term_value),
-                read_memory(weights(memory.first_key, None), memory.first_value),
-                read_memory(weights(memory.previous_key, None), memory.previous_value))
+        return (read_memory(weights(memory.long_term_key), memory.long_term_value),
+                read_memory(weights(memory.first_key), memory.first_value),
+                read_memory(weights(memory.previous_key), memory.previous_value))
 
     def fuse(self, long_term, first, previous, gate_conv=None):
         """Fuse three readouts (N, 512, h, w) with a learned sigmoid gate (``gate_conv``,
@@ -104,16 +103,16 @@ class IMSFR(nn.Module):
         combined = long_term + first + previous
         return combined * gate + combined
 
-    def segment(self, query_key, f8, f4, memory: MemoryRecord, top_k=None, selector=None, second_object_gate=False):
-        """Segment a query frame from the three memories (the training pass; at inference
-        the same numbers as ``prepare_decoder`` + ``fuse`` + ``decode``, to float rounding).
+    def segment(self, query_key, f8, f4, memory: MemoryRecord, selector=None, second_object_gate=False):
+        """Segment a query frame from the three memories (the training pass; inference decodes
+        through ``prepare_decoder`` + ``fuse`` + ``decode``: the same numbers, to float rounding).
 
-        ``top_k`` applies to the long-term readout only. ``selector`` (B, K) zeroes absent
-        objects. ``second_object_gate`` uses `mask2` for object 2 (training, as the reference).
+        ``selector`` (B, K) zeroes absent objects. ``second_object_gate`` uses `mask2` for
+        object 2 (training, as the reference).
         Returns logits (B, K+1, H, W) of the aggregated distribution and the
         object probabilities (B, K, H, W).
         """
-        fused = self.fuse_objects(*self.read(query_key, memory, top_k), second_object_gate)
+        fused = self.fuse_objects(*self.read(query_key, memory), second_object_gate)
         prob = self.decode_objects(fused, query_key, f8, f4)
         if selector is not None:
             prob = prob * selector[:, :, None, None]

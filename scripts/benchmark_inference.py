@@ -45,7 +45,7 @@ from inference_core.memory_reader import FrameReader  # noqa: E402
 from model.aggregate import soft_aggregate  # noqa: E402
 from model.checkpoint import CheckpointError, build_network  # noqa: E402
 from model.network import IMSFR  # noqa: E402
-from scripts.baseline_core import baseline_core  # noqa: E402
+from scripts.baseline_core import baseline_core, baseline_read  # noqa: E402
 from util.config import PRECISIONS, PRESETS  # noqa: E402
 from util.device import inference_dtype, pick_device, precision_name, synchronize  # noqa: E402
 from util.tensor_util import pad_divide_by  # noqa: E402
@@ -139,7 +139,7 @@ def components(base_core, fast_core, frames, given, repeats, device):
                     # The same draw for both paths: read with no sampler (all memory frames).
                     read = core.banks[0].reads(None, False)[0]
                     if path == "baseline":
-                        readouts = add(path, "segment: readouts", lambda: net.read(key, read.memory, top_k))
+                        readouts = add(path, "segment: readouts", lambda: baseline_read(key, read.memory, top_k))
                         fused = add(path, "segment: gate fusion", lambda: net.fuse_objects(*readouts))
                         prob = add(path, "segment: decoder", lambda: net.decode_objects(fused, key, f8, f4))
                     else:

@@ -38,7 +38,7 @@ READ_COUNTS = {"davis2017": {11: 11, 20: 17}, "davis2016": {9: 2, 20: 4}, "youtu
 
 
 def preset_sampler(name, seed):
-    return IsogenousSampler.from_config(CONFIGS[name].replace(seed=seed))
+    return IsogenousSampler(CONFIGS[name].replace(seed=seed))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -3,6 +3,7 @@ gather, batched decoding, channels-last weights) gives the probabilities of the 
 path (scripts/baseline_core.py: the core before the speed work) to 1e-5; the reduced
 precisions (--precision bf16 / fp16, --amp) run on every CPU (emulated where not native)."""
 import copy
+import math
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ import torch
 from inference_core.backend import TorchBackend
 from inference_core.core import InferenceCore
 from inference_core.memory_bank import MemoryRead
-from model.memory_readout import MemoryRecord
-from scripts.baseline_core import baseline_core
+from inference_core.memory_reader import read_memory_top_k, top_k_weights
+from model.memory_readout import MemoryRecord, read_memory
+from scripts.baseline_core import BaselineBackend, baseline_core, dense_top_k_softmax
 from tests.helpers_core import run_core
 from util.config import PRESETS
 
@@ -90,9 +92,36 @@ def test_channels_last_network_same_probabilities(network, procedure):
     assert_same(network, config, video(10, seed=2), given, optimised_network=fast)
 
 
-def test_backend_segment_equals_the_training_segment(network):
-    """The optimised backend's segmentation of one read is ``IMSFR.segment``'s (the training
-    pass, also the baseline's maths) to float rounding."""
+def test_top_k_softmax_keeps_k_largest_dense_and_gathered():
+    """The reference's top-k softmax: the dense weights (the baseline's) and the gather
+    (inference_core/memory_reader.py, the core's and the ONNX graph's) read the same number."""
+    affinity = torch.tensor([[[0.0], [1.0], [3.0], [2.0]]])  # B=1, 4 memory positions, 1 query
+    weights = dense_top_k_softmax(affinity, top_k=2)
+    e = math.exp(1.0)
+    assert torch.allclose(weights[0, :, 0], torch.tensor([0.0, 0.0, e / (e + 1), 1 / (e + 1)]))
+    value = torch.arange(4.0).view(1, 1, 1, 4, 1, 1)  # B, K, C, T, h, w
+    expected = torch.tensor([(2 * e + 3) / (e + 1)])
+    assert torch.allclose(read_memory(weights, value).flatten(), expected)
+    kept, indices = top_k_weights(affinity, 2)
+    assert indices[0, :, 0].tolist() == [2, 3]
+    assert torch.allclose(kept[0, :, 0], torch.tensor([e / (e + 1), 1 / (e + 1)]))
+    assert torch.allclose(read_memory_top_k(kept, indices, value).flatten(), expected)
+
+
+def test_top_k_gather_equals_the_dense_readout():
+    """Batch 2, 3 objects, 2 memory frames: the gather reads what the dense top-k weights read."""
+    g = torch.Generator().manual_seed(2)
+    affinity, value = torch.randn(2, 24, 12, generator=g), torch.randn(2, 3, 8, 2, 3, 4, generator=g)
+    for k in (1, 4, 23):
+        gathered = read_memory_top_k(*top_k_weights(affinity, k), value)
+        assert gathered.shape == (2, 3, 8, 3, 4)
+        assert (gathered - read_memory(dense_top_k_softmax(affinity, k), value)).abs().max().item() <= 1e-6
+
+
+def test_backend_segment_equals_the_baseline_and_the_training_segment(network):
+    """The optimised backend's segmentation of one read is the baseline's (``IMSFR.segment``'s
+    maths with the dense top-k readout) to float rounding, and without top-k ``IMSFR.segment``'s
+    (the training pass)."""
     torch.manual_seed(1)
     key, f8, f4 = torch.randn(1, 512, 3, 4), torch.randn(1, 128, 6, 8), torch.randn(1, 64, 12, 16)
     memory = MemoryRecord(torch.randn(1, 512, 2, 3, 4), torch.randn(1, 2, 512, 2, 3, 4),
@@ -100,10 +129,14 @@ def test_backend_segment_equals_the_training_segment(network):
                           torch.randn(1, 512, 1, 3, 4), torch.randn(1, 2, 512, 1, 3, 4))
     read = MemoryRead([1, 2], (0, 1), 0, 1, memory)
     with torch.no_grad():
-        _, prob = network.segment(key, f8, f4, memory, top_k=4)
+        baseline = BaselineBackend(network).segment(key, f8, f4, [read], 4)
         fast = TorchBackend(network).segment(key, f8, f4, [read], 4)
-    assert fast.shape == prob[0].shape == (2, 48, 64)
-    assert (fast - prob[0]).abs().max().item() <= TOLERANCE
+        _, training = network.segment(key, f8, f4, memory)
+        plain = TorchBackend(network).segment(key, f8, f4, [read], None)
+    assert fast.shape == baseline.shape == training[0].shape == (2, 48, 64)
+    assert (fast - baseline).abs().max().item() <= TOLERANCE
+    assert (plain - training[0]).abs().max().item() <= TOLERANCE
+    assert (fast - plain).abs().max().item() > 10 * TOLERANCE  # top-k 4 of 24 positions changed the numbers
 
 
 # ---- reduced precision: forced, so it runs on every CPU (emulated bfloat16 / float16 where the CPU

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inference_core import build, cli
-from inference_core.core import InferenceCore
+from inference_core.core import InferenceCore, memory_store_device
 from inference_core.frame_store import FrameStore, ReservoirIndex
 from inference_core.memory_bank import MemoryBank
 from inference_core.sampler import IsogenousSampler
@@ -75,7 +75,7 @@ def test_anchors_are_never_evicted_and_read_as_without_budget(name, budget_extra
     head, tail = anchor_span(anchors)
     budget = minimum_budget(anchors) - 1 + budget_extra
     index = ReservoirIndex(budget, head, tail, random.Random(budget_extra))
-    sampler = IsogenousSampler(10, 0.6, anchors, seed=1)
+    sampler = IsogenousSampler(InferenceConfig(sample_threshold=10, sample_fraction=0.6, anchors=anchors, seed=1))
     checked = set()
     for m in range(300):
         slot = index.add(1000 + 6 * m)  # video frame of memory frame m
@@ -112,7 +112,7 @@ def test_bounded_store_is_allocated_once_and_overwritten_in_place():
                 torch.full((1, objects, 4, 2, 2), -float(value)))
 
     bank = MemoryBank([1, 2], budget=6, anchors=(0, -2), rng=random.Random(0))
-    sampler = IsogenousSampler(3, 0.5, (0, -2), seed=0)
+    sampler = IsogenousSampler(InferenceConfig(sample_threshold=3, sample_fraction=0.5, anchors=(0, -2), seed=0))
     pointers = set()
     for t in range(100):
         bank.add(t, *frame(t))
@@ -281,7 +281,7 @@ def test_offload_moves_only_the_frames_read(network):
     """Store and compute devices split (both CPU here: no GPU in this test environment);
     each read copies out of the store exactly the frames it reads (keys and values)."""
     config = PRESETS["davis2017"].replace(mem_every=1, memory_budget=16, offload_memory=True)
-    core = InferenceCore(network, config, "cpu", store_device="cpu")
+    core = InferenceCore(network, config, "cpu")
     assert core.store_device == torch.device("cpu")
     frames = clip(30)
     checked = 0
@@ -298,9 +298,11 @@ def test_offload_moves_only_the_frames_read(network):
 
     run(core, frames, first_mask(), check=check)
     assert checked == 29
-    # Without CUDA the flag keeps the store where the network runs.
-    plain = InferenceCore(network, config, "cpu")
-    assert plain.store_device == plain.device
+    # Without CUDA the flag keeps the store where the network runs; on CUDA it puts it on the CPU.
+    assert core.store_device == core.device
+    cuda = torch.device("cuda")
+    assert memory_store_device(config, cuda) == torch.device("cpu")
+    assert memory_store_device(config.replace(offload_memory=False), cuda) == cuda
 
 
 def test_flags(monkeypatch, capsys, network):

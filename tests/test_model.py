@@ -9,7 +9,7 @@ import torch
 from model import backbones
 from model.aggregate import soft_aggregate, soft_aggregate_logits
 from model.checkpoint import CheckpointError, load_network_weights, read_checkpoint
-from model.memory_readout import MemoryRecord, l2_affinity, read_memory, softmax_affinity
+from model.memory_readout import MemoryRecord, l2_affinity
 from model.network import IMSFR
 from model.positional import sinusoidal_encoding
 from training.losses import BootstrappedCE, IMSFRLoss, bootstrap_fraction
@@ -115,7 +115,7 @@ def test_inference_path_shapes_and_probabilities(multi_net, num_objects):
         assert value.shape == pos_value.shape == (1, num_objects, 512, 48 // 16, 80 // 16)
         memory = MemoryRecord(key[:1].unsqueeze(2), value.unsqueeze(3), key[:1].unsqueeze(2), value.unsqueeze(3),
                               key[:1].unsqueeze(2), pos_value.unsqueeze(3))
-        logits, prob = net.segment(key[1:2], f8[1:2], f4[1:2], memory, top_k=4)
+        logits, prob = net.segment(key[1:2], f8[1:2], f4[1:2], memory)
     prob_all = unpad(torch.softmax(logits, dim=1), pad)
     assert prob_all.shape == (1, num_objects + 1, height, width)
     assert torch.allclose(prob_all.sum(1), torch.ones(1, height, width), atol=1e-5)
@@ -212,16 +212,7 @@ def test_l2_affinity_softmax_equals_negative_squared_distance():
     mk, qk = torch.randn(1, 8, 2, 3, 3, generator=g), torch.randn(1, 8, 3, 3, generator=g)
     dist = ((mk.flatten(2)[:, :, :, None] - qk.flatten(2)[:, :, None, :]) ** 2).sum(1)  # 1, 18, 9
     expected = torch.softmax(-dist / math.sqrt(8), dim=1)
-    assert torch.allclose(softmax_affinity(l2_affinity(mk, qk)), expected, atol=1e-6)
-
-
-def test_top_k_softmax_keeps_k_largest():
-    affinity = torch.tensor([[[0.0], [1.0], [3.0], [2.0]]])  # B=1, 4 memory positions, 1 query
-    weights = softmax_affinity(affinity, top_k=2)
-    e = math.exp(1.0)
-    assert torch.allclose(weights[0, :, 0], torch.tensor([0.0, 0.0, e / (e + 1), 1 / (e + 1)]))
-    value = torch.arange(4.0).view(1, 1, 1, 4, 1, 1)  # B, K, C, T, h, w
-    assert torch.allclose(read_memory(weights, value).flatten(), torch.tensor([(2 * e + 3) / (e + 1)]))
+    assert torch.allclose(torch.softmax(l2_affinity(mk, qk), dim=1), expected, atol=1e-6)
 
 
 def test_soft_aggregation_known_values():

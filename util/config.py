@@ -63,7 +63,7 @@ def minimum_budget(anchors):
 
 
 def check_sampler(threshold, fraction, anchors):
-    """The isogenous sampler's settings, checked once (the sampler and InferenceConfig call this)."""
+    """The isogenous sampler's settings, checked where they are held (``InferenceConfig``)."""
     if threshold < 0:
         raise ValueError("threshold must be >= 0")
     if not 0.0 <= fraction <= 1.0:
